@@ -1,0 +1,396 @@
+"""The dataset store: versioned Parquet shard sets with a manifest, written atomically.
+
+Layout (see DESIGN.md)::
+
+    <data>/datasets/<name>/<version>/dataset.json, README.md, data/, chunks/, links/
+    <data>/datasets/<name>/LATEST
+
+A version is built in a hidden staging folder ``<name>/.partial-<version>/``: each shard is written
+to a dot-prefixed temporary file and renamed into place, the card and the manifest come last, and
+only then is the whole folder renamed to ``<name>/<version>/``. A killed writer therefore leaves
+nothing that a reader (or a glob such as ``*/data/train-*.parquet``) can see, and a rerun finds the
+finished shards in the staging folder and continues from there. A second writer of the same
+version is refused through an advisory lock, which the kernel drops when its holder dies.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas import SCHEMA_VERSIONS, check_schema, validate_table
+
+MANIFEST = "dataset.json"
+CARD = "README.md"
+LATEST = "LATEST"
+
+# Where each artifact lives inside a version and how its shard files are named. The examples of
+# a split go to data/<split>-00000-of-00008.parquet, following Hugging Face conventions.
+_ARTIFACT_DIRS = {"examples": "data", "chunks": "chunks", "links": "links", "documents": "documents"}
+_ROW_GROUP_ROWS = {"examples": 128, "chunks": 256, "links": 65536, "documents": 256}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class StoreError(RuntimeError):
+    """The store refused an operation; the message says which dataset and what to do."""
+
+
+class DatasetLockedError(StoreError):
+    """Another process is writing the same dataset version."""
+
+
+class ChecksumError(StoreError):
+    """A shard's bytes do not match the sha256 recorded in the manifest."""
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    artifact: str
+    file: str  # relative to the version folder
+    rows: int
+    bytes: int
+    sha256: str
+
+
+def _canonical_json(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def version_id(config: dict, fingerprints: dict) -> str:
+    """A short, stable id of the resolved config plus the input fingerprints."""
+    digest = hashlib.sha256(_canonical_json({"config": config, "inputs": fingerprints})).hexdigest()
+    return digest[:12]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_name(artifact: str, index: int, num_shards: int, split: str = "train") -> str:
+    """Relative path of one shard, e.g. data/train-00003-of-00008.parquet."""
+    if not 0 <= index < num_shards:
+        raise ValueError(f"shard index {index} outside 0..{num_shards - 1}")
+    stem = split if artifact == "examples" else artifact
+    return f"{_ARTIFACT_DIRS[artifact]}/{stem}-{index:05d}-of-{num_shards:05d}.parquet"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def dataset_dir(data_root: Path | str, name: str) -> Path:
+    if not _NAME_RE.match(name):
+        raise StoreError(f"dataset name {name!r}: use letters, digits, '.', '_' and '-' only")
+    return Path(data_root) / "datasets" / name
+
+
+def published_version(data_root: Path | str, name: str, version: str) -> Path | None:
+    """The folder of a finished version, or None if it was never published."""
+    path = dataset_dir(data_root, name) / version
+    return path if (path / MANIFEST).is_file() else None
+
+
+class DatasetWriter:
+    """Writes one version of a dataset; use as a context manager.
+
+    >>> with DatasetWriter(root, "demo", version, config, fingerprints) as writer:
+    ...     if not writer.has_shard("examples", 0, 8):
+    ...         writer.write_shard("examples", 0, 8, table)
+    ...     writer.publish(counts=..., drop_reasons=..., card=...)
+    """
+
+    def __init__(
+        self,
+        data_root: Path | str,
+        name: str,
+        version: str,
+        config: dict,
+        fingerprints: dict,
+        parent_version: str | None = None,
+    ) -> None:
+        self.root = dataset_dir(data_root, name)
+        self.name = name
+        self.version = version
+        self.config = config
+        self.fingerprints = fingerprints
+        self.parent_version = parent_version
+        self.final_dir = self.root / version
+        self.staging_dir = self.root / f".partial-{version}"
+        self._lock_path = self.root / f".lock-{version}"
+        self._lock_fd: int | None = None
+        self._shards: dict[str, ShardInfo] = {}
+
+    # -- locking ------------------------------------------------------------------------------
+    def __enter__(self) -> "DatasetWriter":
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DatasetLockedError(
+                f"dataset {self.name!r} version {self.version} is being written by another process "
+                f"(pid {holder}); wait for it to finish, or stop it and rerun to resume"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+        if self.is_published:
+            return self
+        self.staging_dir.mkdir(exist_ok=True)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _require_lock(self) -> None:
+        if self._lock_fd is None:
+            raise StoreError("DatasetWriter must be used as a context manager (it holds the version lock)")
+
+    @property
+    def is_published(self) -> bool:
+        return (self.final_dir / MANIFEST).is_file()
+
+    # -- shards -------------------------------------------------------------------------------
+    def has_shard(self, artifact: str, index: int, num_shards: int, split: str = "train") -> bool:
+        """True when this shard was completed by an earlier (possibly killed) run."""
+        return (self.staging_dir / shard_name(artifact, index, num_shards, split)).is_file()
+
+    def write_shard(
+        self,
+        artifact: str,
+        index: int,
+        num_shards: int,
+        table: pa.Table,
+        split: str = "train",
+    ) -> ShardInfo:
+        """Validate and write one shard (zstd, bounded row groups), then rename it into place."""
+        self._require_lock()
+        if self.is_published:
+            raise StoreError(f"dataset {self.name!r} version {self.version} is already published")
+        relative = shard_name(artifact, index, num_shards, split)
+        validate_table(table, artifact, source=relative)
+        path = self.staging_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            row_group_size=_ROW_GROUP_ROWS[artifact],
+            write_statistics=True,
+            use_dictionary=["method", "generator", "prompt_version", "doc_id", "tokenizer", "finder"],
+        )
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        info = self._describe(artifact, relative)
+        self._shards[relative] = info
+        return info
+
+    def _describe(self, artifact: str, relative: str) -> ShardInfo:
+        path = self.staging_dir / relative
+        rows = pq.ParquetFile(path).metadata.num_rows
+        return ShardInfo(artifact, relative, rows, path.stat().st_size, file_sha256(path))
+
+    def shard_infos(self) -> list[ShardInfo]:
+        """Every finished shard in the staging folder, including those of an earlier run."""
+        infos = []
+        for artifact, folder in _ARTIFACT_DIRS.items():
+            for path in sorted((self.staging_dir / folder).glob("*.parquet")):
+                relative = f"{folder}/{path.name}"
+                infos.append(self._shards.get(relative) or self._describe(artifact, relative))
+        return infos
+
+    # -- publishing ---------------------------------------------------------------------------
+    def publish(self, manifest_fields: dict, card: str) -> Path:
+        """Write the card and the manifest, move the version into place, and update LATEST.
+
+        ``manifest_fields`` holds what the stage knows (counts, drop_reasons, tokenizer, generator,
+        diagnostics, llm usage...); the store adds identity, config, inputs, shards and versions.
+        """
+        self._require_lock()
+        if self.is_published:
+            return self.final_dir
+        shards = self.shard_infos()
+        manifest = {
+            "name": self.name,
+            "version": self.version,
+            "parent_version": self.parent_version,
+            "code_version": code_version(),
+            "schema_versions": dict(SCHEMA_VERSIONS),
+            "config": self.config,
+            "input_fingerprints": self.fingerprints,
+            **manifest_fields,
+            "shards": [asdict(s) for s in shards],
+        }
+        _atomic_write_bytes(self.staging_dir / CARD, card.encode())
+        _atomic_write_bytes(
+            self.staging_dir / MANIFEST,
+            json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=False, default=str).encode() + b"\n",
+        )
+        _fsync_dir(self.staging_dir)
+        os.replace(self.staging_dir, self.final_dir)
+        _fsync_dir(self.root)
+        _atomic_write_bytes(self.root / LATEST, f"{self.version}\n".encode())
+        return self.final_dir
+
+
+def code_version() -> dict:
+    """The installed linkscan version and, when run from a git checkout, its commit."""
+    from importlib import metadata
+
+    try:
+        package = metadata.version("linkscan")
+    except metadata.PackageNotFoundError:
+        package = "unknown"
+    commit = None
+    head = Path(__file__).resolve().parent.parent / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            ref_file = head.parent / ref[5:]
+            commit = ref_file.read_text().strip() if ref_file.exists() else None
+        else:
+            commit = ref
+    except OSError:
+        pass
+    return {"linkscan": package, "git_commit": commit}
+
+
+# -- reading --------------------------------------------------------------------------------------
+class Dataset:
+    """A published dataset version: its manifest, its shards, and streaming readers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise StoreError(f"{path}: no {MANIFEST}; this is not a published dataset version")
+        self.manifest: dict = json.loads(manifest_path.read_text())
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    def shard_paths(self, artifact: str = "examples", split: str = "train") -> list[Path]:
+        folder = self.path / _ARTIFACT_DIRS[artifact]
+        stem = split if artifact == "examples" else artifact
+        return sorted(folder.glob(f"{stem}-*.parquet"))
+
+    def num_rows(self, artifact: str = "examples") -> int:
+        return sum(s["rows"] for s in self.manifest["shards"] if s["artifact"] == artifact)
+
+    def verify(self) -> None:
+        """Check every shard against the manifest's sha256 and size; raise ChecksumError on mismatch."""
+        for shard in self.manifest["shards"]:
+            path = self.path / shard["file"]
+            if not path.is_file():
+                raise ChecksumError(f"{path}: listed in {MANIFEST} but missing")
+            actual = file_sha256(path)
+            if actual != shard["sha256"]:
+                raise ChecksumError(
+                    f"{path}: sha256 {actual[:16]}... does not match the manifest's {shard['sha256'][:16]}... "
+                    "(the shard is corrupt or was changed; regenerate this version)"
+                )
+
+    def iter_batches(
+        self,
+        artifact: str = "examples",
+        columns: Sequence[str] | None = None,
+        batch_size: int = 256,
+        split: str = "train",
+        paths: Sequence[Path] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream record batches shard by shard, reading only ``columns``."""
+        for path in paths if paths is not None else self.shard_paths(artifact, split):
+            yield from iter_shard(path, artifact, columns=columns, batch_size=batch_size)
+
+    def read_table(self, artifact: str = "examples", columns: Sequence[str] | None = None) -> pa.Table:
+        batches = list(self.iter_batches(artifact, columns=columns))
+        if not batches:
+            from schemas import schema_for
+
+            schema = schema_for(artifact)
+            if columns is not None:
+                schema = pa.schema([schema.field(c) for c in columns])
+            return schema.empty_table()
+        return pa.Table.from_batches(batches)
+
+
+def iter_shard(
+    path: Path, artifact: str, columns: Sequence[str] | None = None, batch_size: int = 256
+) -> Iterator[pa.RecordBatch]:
+    """Stream one shard after checking its schema (a wrong schema names the file and the field)."""
+    parquet = pq.ParquetFile(path)
+    check_schema(parquet.schema_arrow, artifact, source=str(path))
+    yield from parquet.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None)
+
+
+def list_versions(data_root: Path | str, name: str) -> list[str]:
+    root = dataset_dir(data_root, name)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file())
+
+
+def latest_version(data_root: Path | str, name: str) -> str | None:
+    latest = dataset_dir(data_root, name) / LATEST
+    return latest.read_text().strip() if latest.is_file() else None
+
+
+def open_dataset(target: Path | str, data_root: Path | str | None = None) -> Dataset:
+    """Open a version folder, a dataset folder (its LATEST), or a dataset name under data_root."""
+    path = Path(target)
+    if (path / MANIFEST).is_file():
+        return Dataset(path)
+    if (path / LATEST).is_file():
+        return Dataset(path / (path / LATEST).read_text().strip())
+    if data_root is not None and _NAME_RE.match(str(target)):
+        name_dir = dataset_dir(data_root, str(target))
+        if (name_dir / LATEST).is_file():
+            return Dataset(name_dir / (name_dir / LATEST).read_text().strip())
+    raise StoreError(
+        f"{target}: not a dataset version folder (with {MANIFEST}), a dataset folder (with {LATEST}), "
+        f"or a dataset name under {data_root or '<data>'}/datasets"
+    )
+
+
+def remove_partial(data_root: Path | str, name: str, version: str) -> None:
+    """Throw away an unfinished version (to restart it from scratch instead of resuming)."""
+    shutil.rmtree(dataset_dir(data_root, name) / f".partial-{version}", ignore_errors=True)
