@@ -116,13 +116,125 @@ def published_version(data_root: Path | str, name: str, version: str) -> Path | 
     return path if (path / MANIFEST).is_file() else None
 
 
+class VersionStaging:
+    """The staging folder of one unpublished version: where shards are written and resumed.
+
+    Shard writes need no version lock, so shard tasks can run in other threads or processes
+    (Dask, Ray) while the coordinator holds the :class:`DatasetWriter` lock; each shard file is
+    guarded by a lock of its own, so two workers never write the same shard at once.
+    """
+
+    def __init__(self, data_root: Path | str, name: str, version: str) -> None:
+        self.root = dataset_dir(data_root, name)
+        self.name = name
+        self.version = version
+        self.dir = self.root / f".partial-{version}"
+
+    def has_shard(self, artifact: str, index: int, num_shards: int, split: str = "train") -> bool:
+        """True when this shard was completed by an earlier (possibly killed) run."""
+        return (self.dir / shard_name(artifact, index, num_shards, split)).is_file()
+
+    def write_shard(
+        self,
+        artifact: str,
+        index: int,
+        num_shards: int,
+        table: pa.Table,
+        split: str = "train",
+    ) -> ShardInfo:
+        """Validate and write one shard (zstd, bounded row groups), then rename it into place."""
+        if not self.dir.is_dir():
+            raise StoreError(f"{self.dir}: no staging folder; open a DatasetWriter for this version first")
+        relative = shard_name(artifact, index, num_shards, split)
+        validate_table(table, artifact, source=relative)
+        path = self.dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(path.with_name(f".{path.name}.lock"), f"shard {relative} of {self.name}/{self.version}"):
+            tmp = path.with_name(f".{path.name}.tmp")
+            pq.write_table(
+                table,
+                tmp,
+                compression="zstd",
+                row_group_size=_ROW_GROUP_ROWS[artifact],
+                write_statistics=True,
+            )
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        return self.describe(artifact, relative)
+
+    def describe(self, artifact: str, relative: str) -> ShardInfo:
+        path = self.dir / relative
+        rows = pq.ParquetFile(path).metadata.num_rows
+        return ShardInfo(artifact, relative, rows, path.stat().st_size, file_sha256(path))
+
+    def shard_infos(self) -> list[ShardInfo]:
+        """Every finished shard in the staging folder, including those of an earlier run."""
+        infos = []
+        for artifact, folder in _ARTIFACT_DIRS.items():
+            for path in sorted((self.dir / folder).glob("*.parquet")):
+                infos.append(self.describe(artifact, f"{folder}/{path.name}"))
+        return infos
+
+    # Per-shard statistics (counts, drop reasons, diagnostics) saved next to the shards, so a
+    # resumed run can publish totals without recomputing the shards it skips.
+    def _stats_path(self, key: str) -> Path:
+        return self.dir / ".stats" / f"{key}.json"
+
+    def save_stats(self, key: str, stats: dict) -> None:
+        path = self._stats_path(key)
+        path.parent.mkdir(exist_ok=True)
+        _atomic_write_bytes(path, _canonical_json(stats))
+
+    def load_stats(self, key: str) -> dict | None:
+        path = self._stats_path(key)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+
+class _file_lock:
+    """An exclusive advisory lock on a file, refused at once (not waited for) when held."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_file_lock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DatasetLockedError(
+                f"{self.what} is being written by another process (pid {holder}); "
+                "wait for it to finish, or stop it and rerun to resume"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
 class DatasetWriter:
-    """Writes one version of a dataset; use as a context manager.
+    """Holds the lock on one version of a dataset and publishes it; use as a context manager.
 
     >>> with DatasetWriter(root, "demo", version, config, fingerprints) as writer:
-    ...     if not writer.has_shard("examples", 0, 8):
-    ...         writer.write_shard("examples", 0, 8, table)
-    ...     writer.publish(counts=..., drop_reasons=..., card=...)
+    ...     if not writer.is_published:
+    ...         if not writer.staging.has_shard("examples", 0, 8):
+    ...             writer.staging.write_shard("examples", 0, 8, table)
+    ...         writer.publish({"counts": ..., "drop_reasons": ...}, card)
+
+    The lock is held from ``__enter__`` to ``__exit__``; a second writer of the same version
+    gets :class:`DatasetLockedError` at once. Shard tasks elsewhere write through
+    ``VersionStaging(data_root, name, version)`` while this lock is held.
     """
 
     def __init__(
@@ -134,106 +246,46 @@ class DatasetWriter:
         fingerprints: dict,
         parent_version: str | None = None,
     ) -> None:
-        self.root = dataset_dir(data_root, name)
+        self.staging = VersionStaging(data_root, name, version)
+        self.root = self.staging.root
         self.name = name
         self.version = version
         self.config = config
         self.fingerprints = fingerprints
         self.parent_version = parent_version
         self.final_dir = self.root / version
-        self.staging_dir = self.root / f".partial-{version}"
-        self._lock_path = self.root / f".lock-{version}"
-        self._lock_fd: int | None = None
-        self._shards: dict[str, ShardInfo] = {}
+        self._lock = _file_lock(self.root / f".lock-{version}", f"dataset {name!r} version {version}")
+        self._locked = False
 
-    # -- locking ------------------------------------------------------------------------------
     def __enter__(self) -> "DatasetWriter":
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise DatasetLockedError(
-                f"dataset {self.name!r} version {self.version} is being written by another process "
-                f"(pid {holder}); wait for it to finish, or stop it and rerun to resume"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
-        if self.is_published:
-            return self
-        self.staging_dir.mkdir(exist_ok=True)
+        self._lock.__enter__()
+        self._locked = True
+        if not self.is_published:
+            self.staging.dir.mkdir(exist_ok=True)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def _require_lock(self) -> None:
-        if self._lock_fd is None:
-            raise StoreError("DatasetWriter must be used as a context manager (it holds the version lock)")
+        self._lock.__exit__(*exc_info)
+        self._locked = False
 
     @property
     def is_published(self) -> bool:
         return (self.final_dir / MANIFEST).is_file()
 
-    # -- shards -------------------------------------------------------------------------------
-    def has_shard(self, artifact: str, index: int, num_shards: int, split: str = "train") -> bool:
-        """True when this shard was completed by an earlier (possibly killed) run."""
-        return (self.staging_dir / shard_name(artifact, index, num_shards, split)).is_file()
-
-    def write_shard(
-        self,
-        artifact: str,
-        index: int,
-        num_shards: int,
-        table: pa.Table,
-        split: str = "train",
-    ) -> ShardInfo:
-        """Validate and write one shard (zstd, bounded row groups), then rename it into place."""
+    def write_shard(self, artifact: str, index: int, num_shards: int, table: pa.Table, split: str = "train") -> ShardInfo:
         self._require_lock()
         if self.is_published:
             raise StoreError(f"dataset {self.name!r} version {self.version} is already published")
-        relative = shard_name(artifact, index, num_shards, split)
-        validate_table(table, artifact, source=relative)
-        path = self.staging_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(
-            table,
-            tmp,
-            compression="zstd",
-            row_group_size=_ROW_GROUP_ROWS[artifact],
-            write_statistics=True,
-            use_dictionary=["method", "generator", "prompt_version", "doc_id", "tokenizer", "finder"],
-        )
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-        info = self._describe(artifact, relative)
-        self._shards[relative] = info
-        return info
+        return self.staging.write_shard(artifact, index, num_shards, table, split)
 
-    def _describe(self, artifact: str, relative: str) -> ShardInfo:
-        path = self.staging_dir / relative
-        rows = pq.ParquetFile(path).metadata.num_rows
-        return ShardInfo(artifact, relative, rows, path.stat().st_size, file_sha256(path))
+    def has_shard(self, artifact: str, index: int, num_shards: int, split: str = "train") -> bool:
+        return self.staging.has_shard(artifact, index, num_shards, split)
 
-    def shard_infos(self) -> list[ShardInfo]:
-        """Every finished shard in the staging folder, including those of an earlier run."""
-        infos = []
-        for artifact, folder in _ARTIFACT_DIRS.items():
-            for path in sorted((self.staging_dir / folder).glob("*.parquet")):
-                relative = f"{folder}/{path.name}"
-                infos.append(self._shards.get(relative) or self._describe(artifact, relative))
-        return infos
+    def _require_lock(self) -> None:
+        if not self._locked:
+            raise StoreError("DatasetWriter must be used as a context manager (it holds the version lock)")
 
-    # -- publishing ---------------------------------------------------------------------------
     def publish(self, manifest_fields: dict, card: str) -> Path:
         """Write the card and the manifest, move the version into place, and update LATEST.
 
@@ -243,7 +295,7 @@ class DatasetWriter:
         self._require_lock()
         if self.is_published:
             return self.final_dir
-        shards = self.shard_infos()
+        shards = self.staging.shard_infos()
         manifest = {
             "name": self.name,
             "version": self.version,
@@ -255,13 +307,16 @@ class DatasetWriter:
             **manifest_fields,
             "shards": [asdict(s) for s in shards],
         }
-        _atomic_write_bytes(self.staging_dir / CARD, card.encode())
+        staging = self.staging.dir
+        for lock_file in staging.rglob(".*.lock"):
+            lock_file.unlink()
+        _atomic_write_bytes(staging / CARD, card.encode())
         _atomic_write_bytes(
-            self.staging_dir / MANIFEST,
-            json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=False, default=str).encode() + b"\n",
+            staging / MANIFEST,
+            json.dumps(manifest, indent=2, ensure_ascii=False, default=str).encode() + b"\n",
         )
-        _fsync_dir(self.staging_dir)
-        os.replace(self.staging_dir, self.final_dir)
+        _fsync_dir(staging)
+        os.replace(staging, self.final_dir)
         _fsync_dir(self.root)
         _atomic_write_bytes(self.root / LATEST, f"{self.version}\n".encode())
         return self.final_dir

@@ -1,0 +1,22 @@
+"""The `linkscan` command line. Each stage's command lives in its own module; this file wires them.
+
+Heavy imports (torch, prefect, spaCy) happen inside the commands, so `linkscan --help` stays fast.
+"""
+from __future__ import annotations
+
+import typer
+
+from flows import cli_inspect
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Link-based synthetic data for long-document retrievers.")
+
+# One line per command; stage modules define the command functions.
+app.command("inspect")(cli_inspect.inspect)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

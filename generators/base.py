@@ -1,0 +1,77 @@
+"""The generator interface: methods ask a back end three questions; back ends only answer.
+
+A *method* (link, chunk, pair) owns sampling and filtering: which anchor, which window, which link
+to keep, whether the evidence covers both sides. A *back end* (offline, llm) answers:
+
+1. ``find_links``: which units of a window are connected to an anchor, and why;
+2. ``write_question``: one self-contained question for a link, a passage or a passage pair;
+3. ``pick_evidence``: which candidate units help answer that question.
+
+Back ends are async so the LLM back end can keep many requests in flight across chunks; the
+offline back end answers at once. A back end returns ``None`` or an empty list when it has no
+answer and says why through ``Refusal``; methods count every refusal under its reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Refusal(Exception):
+    """A back end could not answer; ``reason`` is a short snake_case name counted in the manifest."""
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LinkRequest:
+    chunk_id: str
+    units: Sequence[str]  # every unit of the chunk, by index
+    anchor: Sequence[int]  # unit indices of the anchor (consecutive)
+    window: Sequence[int]  # unit indices the back end may link to (anchor excluded)
+
+
+@dataclass(frozen=True)
+class LinkCandidate:
+    target: int  # a unit index from the window
+    score: float  # higher is a stronger link
+    reason: str  # why the units are connected (shared terms, or the LLM's explanation)
+    terms: tuple[str, ...] = ()  # the linking terms, when the back end knows them
+
+
+@dataclass(frozen=True)
+class QuestionRequest:
+    chunk_id: str
+    units: Sequence[str]
+    # The passages the question must need: for the link method [anchor units, target neighbourhood];
+    # for the chunk method one passage; for the pair method two passages.
+    passages: Sequence[Sequence[int]]
+    link: LinkCandidate | None = None
+
+
+@dataclass(frozen=True)
+class QuestionDraft:
+    question: str
+    terms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvidenceRequest:
+    chunk_id: str
+    units: Sequence[str]
+    question: QuestionDraft
+    candidates: Sequence[int]  # unit indices the evidence may be picked from
+    sides: Sequence[Sequence[int]] = field(default_factory=tuple)  # the passages evidence must cover
+
+
+class Backend(Protocol):
+    name: str  # "offline" or "llm:<model>"; stored as the examples' ``generator``
+    prompt_version: str  # stored with every example
+
+    async def find_links(self, request: LinkRequest) -> list[LinkCandidate]: ...
+
+    async def write_question(self, request: QuestionRequest) -> QuestionDraft: ...
+
+    async def pick_evidence(self, request: EvidenceRequest) -> list[int]: ...

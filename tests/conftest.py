@@ -1,0 +1,39 @@
+"""Shared fixtures: paths to the shared material and a Prefect set-up that needs no network."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+# Prefect reads these at import time; tests must never reach the network.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"{SHARED}: the shared material must sit beside the checkout (../shared)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def tokenizer_path(shared_dir: Path) -> Path:
+    return shared_dir / "tokenizers" / "gpt-neox-20b" / "tokenizer.json"
+
+
+@pytest.fixture(scope="session")
+def dev_corpus(shared_dir: Path) -> Path:
+    return shared_dir / "corpora" / "dev"
+
+
+@pytest.fixture(scope="session")
+def dev_evalsets(shared_dir: Path) -> Path:
+    return shared_dir / "evalsets" / "dev"
