@@ -10,6 +10,13 @@ from flows import cli_inspect
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Link-based synthetic data for long-document retrievers.")
 
+
+
+@app.callback()
+def _root() -> None:
+    """Link-based synthetic data for long-document retrievers: generate, inspect, train, evaluate."""
+
+
 # One line per command; stage modules define the command functions.
 app.command("inspect")(cli_inspect.inspect)
 

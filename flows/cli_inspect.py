@@ -1,0 +1,63 @@
+"""`linkscan inspect`: versions, counts, drop reasons, label statistics and sample examples."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("LINKSCAN_DATA", "data"))
+
+
+def inspect(
+    dataset: str = typer.Argument(..., help="A dataset version folder, a dataset folder, or a dataset name under --data."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $LINKSCAN_DATA, else ./data)."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable statistics."),
+    sample: int = typer.Option(3, "--sample", min=0, help="How many examples to render."),
+    verify: bool = typer.Option(False, "--verify", help="Check every shard's sha256 against the manifest."),
+) -> None:
+    """Show what a generated dataset holds."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipeline.inspect import dataset_stats, render_example, sample_examples
+    from pipeline.store import StoreError, open_dataset
+
+    try:
+        ds = open_dataset(dataset, data_root=data or default_data_root())
+        if verify:
+            ds.verify()
+        stats = dataset_stats(ds)
+    except StoreError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        stats["samples"] = sample_examples(ds, sample) if sample else []
+        typer.echo(json.dumps(stats, indent=2, ensure_ascii=False))
+        return
+
+    console = Console()
+    console.print(f"[bold]{stats['name']}[/bold] version [bold]{stats['version']}[/bold]  ({stats['path']})")
+    console.print(f"versions: {', '.join(stats['versions'])}" + ("  (sha256 verified)" if verify else ""))
+    table = Table("artifact", "rows", title="shards")
+    for artifact, rows in stats["rows"].items():
+        table.add_row(artifact, f"{rows:,}")
+    console.print(table)
+    for title, values in (("counts", stats["counts"]), ("drop reasons", stats["drop_reasons"])):
+        if values:
+            table = Table("name", "value", title=title)
+            for key, value in values.items():
+                table.add_row(str(key), f"{value:,}" if isinstance(value, int) else str(value))
+            console.print(table)
+    labels = stats["labels"]
+    table = Table("label statistic", "value", title="labels")
+    for key, value in labels.items():
+        table.add_row(key, json.dumps(value))
+    console.print(table)
+    for row in sample_examples(ds, sample):
+        console.rule()
+        console.print(render_example(row), markup=False, highlight=False)

@@ -1,0 +1,120 @@
+"""Statistics and human-readable rendering of a published dataset (what `linkscan inspect` shows)."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.store import Dataset, list_versions
+
+# Link distances are bucketed on a roughly logarithmic scale (units apart).
+DISTANCE_BINS = (10, 20, 50, 100, 200)
+
+
+def _distance_bucket(distance: int) -> str:
+    low = 0
+    for high in DISTANCE_BINS:
+        if distance < high:
+            return f"{low}-{high - 1}"
+        low = high
+    return f">={DISTANCE_BINS[-1]}"
+
+
+def _summary(values: list[int]) -> dict:
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+    return {
+        "count": len(ordered),
+        "min": ordered[0],
+        "median": ordered[len(ordered) // 2],
+        "mean": round(sum(ordered) / len(ordered), 3),
+        "max": ordered[-1],
+    }
+
+
+def label_stats(dataset: Dataset) -> dict:
+    """Positives per example, units per example, tokens, methods and the link distance histogram."""
+    positives_per_example: list[int] = []
+    units_per_example: list[int] = []
+    tokens_per_example: list[int] = []
+    distances: Counter[str] = Counter()
+    methods: Counter[str] = Counter()
+    columns = ["positives", "sentence_ends", "link_distance", "method", "n_tokens"]
+    for batch in dataset.iter_batches("examples", columns=columns, batch_size=1024):
+        positives_per_example += pc.list_value_length(batch.column("positives")).to_pylist()
+        units_per_example += pc.list_value_length(batch.column("sentence_ends")).to_pylist()
+        tokens_per_example += batch.column("n_tokens").to_pylist()
+        methods.update(batch.column("method").to_pylist())
+        distances.update(_distance_bucket(d) for d in batch.column("link_distance").to_pylist() if d is not None)
+    positive_share = (
+        round(sum(positives_per_example) / sum(units_per_example), 5) if sum(units_per_example) else None
+    )
+    order = {_distance_bucket(b - 1): i for i, b in enumerate(DISTANCE_BINS)}
+    return {
+        "examples": len(positives_per_example),
+        "methods": dict(sorted(methods.items())),
+        "positives_per_example": _summary(positives_per_example),
+        "units_per_example": _summary(units_per_example),
+        "tokens_per_example": _summary(tokens_per_example),
+        "positive_unit_share": positive_share,
+        "link_distance_histogram": dict(sorted(distances.items(), key=lambda kv: order.get(kv[0], len(order)))),
+    }
+
+
+def dataset_stats(dataset: Dataset) -> dict:
+    """Everything `inspect --json` prints: identity, versions, counts, drop reasons and label stats."""
+    manifest = dataset.manifest
+    data_root = dataset.path.parent.parent.parent
+    return {
+        "name": dataset.name,
+        "version": dataset.version,
+        "path": str(dataset.path),
+        "versions": list_versions(data_root, dataset.name),
+        "rows": {artifact: dataset.num_rows(artifact) for artifact in ("examples", "chunks", "links")},
+        "counts": manifest.get("counts", {}),
+        "drop_reasons": manifest.get("drop_reasons", {}),
+        "labels": label_stats(dataset),
+    }
+
+
+def sample_examples(dataset: Dataset, n: int) -> list[dict]:
+    """The first n examples (in shard order), as plain dicts."""
+    rows: list[dict] = []
+    columns = ["example_id", "method", "question", "positives", "anchor", "link_target", "link_distance", "sentences"]
+    for batch in dataset.iter_batches("examples", columns=columns, batch_size=max(n, 1)):
+        rows += pa.Table.from_batches([batch]).to_pylist()
+        if len(rows) >= n:
+            break
+    return rows[:n]
+
+
+def render_example(row: dict, context: int = 1, width: int = 160) -> str:
+    """The question, then the chunk's units around the positives; positives marked with '>>'.
+
+    Units far from any positive are elided ("... 37 units ...") so a 10k-token chunk stays readable.
+    """
+    sentences: list[str] = row["sentences"]
+    positives = set(row["positives"])
+    keep = {i for p in positives for i in range(p - context, p + context + 1) if 0 <= i < len(sentences)}
+    header = f"[{row['method']}] {row['example_id']}"
+    if row.get("link_distance") is not None:
+        header += f"  link distance {row['link_distance']} units"
+    lines = [header, f"Q: {row['question']}", ""]
+    skipped = 0
+    for i, sentence in enumerate(sentences):
+        if i not in keep:
+            skipped += 1
+            continue
+        if skipped:
+            lines.append(f"       ... {skipped} units ...")
+            skipped = 0
+        marker = ">>" if i in positives else "  "
+        text = " ".join(sentence.split())
+        if len(text) > width:
+            text = text[: width - 3] + "..."
+        lines.append(f"{marker} {i:4d}  {text}")
+    if skipped:
+        lines.append(f"       ... {skipped} units ...")
+    return "\n".join(lines)
