@@ -5,7 +5,8 @@ Layout (see DESIGN.md)::
     <data>/datasets/<name>/<version>/dataset.json, README.md, data/, chunks/, links/
     <data>/datasets/<name>/LATEST
 
-A version is built in a hidden staging folder ``<name>/.partial-<version>/``: each shard is written
+A version is built in a hidden staging folder ``<name>/.partial/<version>/`` (one level deeper than a
+published version, so no glob over published versions can reach it): each shard is written
 to a dot-prefixed temporary file and renamed into place, the card and the manifest come last, and
 only then is the whole folder renamed to ``<name>/<version>/``. A killed writer therefore leaves
 nothing that a reader (or a glob such as ``*/data/train-*.parquet``) can see, and a rerun finds the
@@ -128,7 +129,7 @@ class VersionStaging:
         self.root = dataset_dir(data_root, name)
         self.name = name
         self.version = version
-        self.dir = self.root / f".partial-{version}"
+        self.dir = self.root / ".partial" / version
 
     def has_shard(self, artifact: str, index: int, num_shards: int, split: str = "train") -> bool:
         """True when this shard was completed by an earlier (possibly killed) run."""
@@ -262,7 +263,7 @@ class DatasetWriter:
         self._lock.__enter__()
         self._locked = True
         if not self.is_published:
-            self.staging.dir.mkdir(exist_ok=True)
+            self.staging.dir.mkdir(parents=True, exist_ok=True)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -448,4 +449,4 @@ def open_dataset(target: Path | str, data_root: Path | str | None = None) -> Dat
 
 def remove_partial(data_root: Path | str, name: str, version: str) -> None:
     """Throw away an unfinished version (to restart it from scratch instead of resuming)."""
-    shutil.rmtree(dataset_dir(data_root, name) / f".partial-{version}", ignore_errors=True)
+    shutil.rmtree(VersionStaging(data_root, name, version).dir, ignore_errors=True)

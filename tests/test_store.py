@@ -1,0 +1,150 @@
+"""The dataset store: atomic publishing, resume after a kill, determinism, checksums, schema checks."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.store import (
+    ChecksumError,
+    DatasetLockedError,
+    DatasetWriter,
+    StoreError,
+    VersionStaging,
+    latest_version,
+    open_dataset,
+    version_id,
+)
+from schemas import SchemaError
+from tests.store_data import REPO, example_table
+
+CONFIG = {"method": "link", "chunk_tokens": 2000, "seed": 0}
+INPUTS = {"corpus/a.jsonl": "sha256:abc"}
+
+
+def publish(root: Path, name: str = "demo", shards: int = 2) -> Path:
+    version = version_id(CONFIG, INPUTS)
+    with DatasetWriter(root, name, version, CONFIG, INPUTS) as writer:
+        for index in range(shards):
+            if not writer.has_shard("examples", index, shards):
+                writer.write_shard("examples", index, shards, example_table(offset=index * 180))
+        return writer.publish({"counts": {"examples": 6 * shards}, "drop_reasons": {}}, "# demo\n")
+
+
+def test_version_id_depends_only_on_config_and_inputs():
+    assert version_id(CONFIG, INPUTS) == version_id(dict(reversed(list(CONFIG.items()))), dict(INPUTS))
+    assert version_id({**CONFIG, "seed": 1}, INPUTS) != version_id(CONFIG, INPUTS)
+    assert version_id(CONFIG, {"corpus/a.jsonl": "sha256:abd"}) != version_id(CONFIG, INPUTS)
+
+
+def test_published_layout_manifest_and_latest(tmp_path):
+    path = publish(tmp_path)
+    assert path == tmp_path / "datasets" / "demo" / version_id(CONFIG, INPUTS)
+    assert sorted(p.name for p in (path / "data").iterdir()) == [
+        "train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+    manifest = json.loads((path / "dataset.json").read_text())
+    assert manifest["config"] == CONFIG and manifest["input_fingerprints"] == INPUTS
+    assert [s["rows"] for s in manifest["shards"]] == [6, 6]
+    assert manifest["schema_versions"]["examples"] == 1
+    assert latest_version(tmp_path, "demo") == path.name
+    assert not list((tmp_path / "datasets" / "demo" / ".partial").iterdir())
+
+
+def test_identical_inputs_give_byte_identical_shards(tmp_path):
+    first = publish(tmp_path / "a")
+    second = publish(tmp_path / "b")
+    assert first.name == second.name
+    for shard in sorted((first / "data").iterdir()):
+        assert shard.read_bytes() == (second / "data" / shard.name).read_bytes()
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {repo!r})
+    from pipeline.store import DatasetWriter, version_id
+    from tests.store_data import example_table
+    from tests.test_store import CONFIG, INPUTS
+    with DatasetWriter({root!r}, "demo", version_id(CONFIG, INPUTS), CONFIG, INPUTS) as writer:
+        writer.write_shard("examples", 0, 2, example_table(offset=0))
+        os.kill(os.getpid(), signal.SIGKILL)  # dies between the shards and the manifest
+""")
+
+
+def test_writer_killed_before_the_manifest_leaves_nothing_visible_and_a_rerun_completes(tmp_path):
+    script = KILLED_WRITER.format(repo=str(REPO), root=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO)
+    assert result.returncode == -signal.SIGKILL
+    name_dir = tmp_path / "datasets" / "demo"
+    # what a reader's glob over published versions would see
+    assert list(name_dir.glob("*/data/train-*.parquet")) == []
+    assert list(tmp_path.glob("datasets/*/*/data/train-*.parquet")) == []
+    assert latest_version(tmp_path, "demo") is None
+    with pytest.raises(StoreError, match="not a dataset version folder"):
+        open_dataset("demo", data_root=tmp_path)
+    staged = VersionStaging(tmp_path, "demo", version_id(CONFIG, INPUTS))
+    assert staged.has_shard("examples", 0, 2) and not staged.has_shard("examples", 1, 2)
+    finished_before = (staged.dir / "data" / "train-00000-of-00002.parquet").read_bytes()
+
+    path = publish(tmp_path)  # the rerun keeps shard 0 and writes shard 1
+    assert (path / "data" / "train-00000-of-00002.parquet").read_bytes() == finished_before
+    clean = publish(tmp_path / "clean")
+    for shard in ("train-00000-of-00002.parquet", "train-00001-of-00002.parquet"):
+        assert (path / "data" / shard).read_bytes() == (clean / "data" / shard).read_bytes()
+    assert open_dataset("demo", data_root=tmp_path).num_rows() == 12
+
+
+def test_second_writer_of_the_same_version_is_refused(tmp_path):
+    version = version_id(CONFIG, INPUTS)
+    with DatasetWriter(tmp_path, "demo", version, CONFIG, INPUTS) as writer:
+        writer.write_shard("examples", 0, 1, example_table())
+        with pytest.raises(DatasetLockedError, match=f"dataset 'demo' version {version} is being written by another process \\(pid {os.getpid()}\\)"):
+            with DatasetWriter(tmp_path, "demo", version, CONFIG, INPUTS):
+                pass
+        path = writer.publish({"counts": {}}, "# card\n")
+    assert open_dataset(path).num_rows() == 6
+
+
+def test_corrupted_shard_is_detected_by_checksum(tmp_path):
+    path = publish(tmp_path)
+    shard = path / "data" / "train-00001-of-00002.parquet"
+    payload = bytearray(shard.read_bytes())
+    payload[len(payload) // 2] ^= 0xFF
+    shard.write_bytes(bytes(payload))
+    dataset = open_dataset(path)
+    with pytest.raises(ChecksumError, match="train-00001-of-00002.parquet: sha256 .* does not match"):
+        dataset.verify()
+
+
+def test_shard_with_a_wrong_schema_is_refused_naming_file_and_field(tmp_path):
+    path = publish(tmp_path)
+    shard = path / "data" / "train-00000-of-00002.parquet"
+    table = pq.read_table(shard).drop_columns(["positives"])
+    pq.write_table(table, shard)
+    dataset = open_dataset(path)
+    with pytest.raises(SchemaError, match=r"train-00000-of-00002.parquet: field 'positives' is missing"):
+        list(dataset.iter_batches())
+
+
+def test_reader_streams_with_column_projection(tmp_path):
+    dataset = open_dataset(publish(tmp_path))
+    batches = list(dataset.iter_batches(columns=["example_id", "positives"], batch_size=4))
+    assert [b.num_rows for b in batches] == [4, 2, 4, 2]
+    assert batches[0].schema.names == ["example_id", "positives"]
+    assert batches[0].column("positives").to_pylist()[0] == [1, 2, 20]
+
+
+def test_invalid_table_never_reaches_the_store(tmp_path):
+    table = example_table()
+    bad = table.set_column(table.schema.get_field_index("positives"), "positives",
+                           __import__("pyarrow").array([[999]] * table.num_rows, table.schema.field("positives").type))
+    with DatasetWriter(tmp_path, "demo", "v1", CONFIG, INPUTS) as writer:
+        with pytest.raises(SchemaError, match="field 'positives' has unit index 999"):
+            writer.write_shard("examples", 0, 1, bad)
+        assert not writer.has_shard("examples", 0, 1)
