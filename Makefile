@@ -21,3 +21,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/linkscan demo
+
+# A Prefect server on 127.0.0.1 (SQLite under ./.prefect), then the three deployments served.
+serve: $(STAMP)
+	$(VENV)/bin/linkscan serve --start-server --home $(CURDIR)/.prefect

@@ -7,6 +7,7 @@ from __future__ import annotations
 import typer
 
 from flows import cli_inspect
+from flows import cli_flows
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Link-based synthetic data for long-document retrievers.")
 
@@ -19,6 +20,8 @@ def _root() -> None:
 
 # One line per command; stage modules define the command functions.
 app.command("inspect")(cli_inspect.inspect)
+app.command("serve")(cli_flows.serve)
+app.command("demo")(cli_flows.demo)
 
 
 def main() -> None:

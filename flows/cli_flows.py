@@ -1,0 +1,102 @@
+"""`linkscan serve` and `linkscan demo`: run the deployments, or the generate flow on the demo corpus."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def serve(
+    start_server: bool = typer.Option(
+        False, "--start-server", help="Start `prefect server start` on 127.0.0.1 first (stopped on exit)."
+    ),
+    home: Path = typer.Option(
+        Path(".prefect"), "--home", help="PREFECT_HOME for --start-server: the server's SQLite database lives here."
+    ),
+    port: int = typer.Option(4200, "--port", help="Port for --start-server."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once."),
+) -> None:
+    """Serve the generate/default, train/default and evaluate/default deployments in one process.
+
+    Without --start-server it uses the Prefect API in PREFECT_API_URL (event triggers need a real
+    server; see `make serve`).
+    """
+    from flows.server import start_server as start, stop_process, wait_healthy
+
+    process = None
+    if start_server:
+        home = home.resolve()
+        process, api_url = start(home, port=port)
+        typer.echo(f"starting the Prefect server at {api_url} (PREFECT_HOME={home}, log {home / 'server.log'})")
+        try:
+            wait_healthy(api_url, process=process)
+        except (RuntimeError, TimeoutError) as error:
+            stop_process(process)
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        # Set before prefect is imported, so this process and its flow runs use that server.
+        os.environ.update({"PREFECT_API_URL": api_url, "PREFECT_HOME": str(home)})
+        typer.echo(f"UI: {api_url.removesuffix('/api')}   run: PREFECT_API_URL={api_url} prefect deployment run 'generate/default'")
+    elif not os.environ.get("PREFECT_API_URL"):
+        typer.echo(
+            "warning: PREFECT_API_URL is not set, so Prefect uses a temporary server that event triggers do not reach; "
+            "use `make serve` or `linkscan serve --start-server`",
+            err=True,
+        )
+    if "prefect" in sys.modules and start_server:
+        typer.echo("warning: prefect was imported before the server started; settings may point elsewhere", err=True)
+    from flows.deployments import serve_deployments
+
+    try:
+        serve_deployments(limit=limit)
+    finally:
+        if process is not None:
+            stop_process(process)
+
+
+def demo(
+    data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $LINKSCAN_DATA, else ./data)."),
+) -> None:
+    """Generate a dataset from the embedded demo corpus with the offline generator, and show it."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.generate import generate
+    from flows.runtime import resolve_data_root
+
+    root = resolve_data_root(str(data) if data else None)
+    result = generate(data_root=str(root))
+    typer.echo(demo_summary(Path(result["path"]), root))
+
+
+def demo_summary(path: Path, data_root: Path) -> str:
+    """What was made and how to look at it, with three sample questions read back through DuckDB."""
+    import duckdb
+
+    manifest = json.loads((path / "dataset.json").read_text())
+    name, version = manifest["name"], manifest["version"]
+    rows: dict[str, int] = {}
+    for shard in manifest["shards"]:
+        rows[shard["artifact"]] = rows.get(shard["artifact"], 0) + shard["rows"]
+    lines = [f"dataset {name} version {version}", f"  folder: {path}"]
+    lines += [f"  {artifact}: {count:,} rows" for artifact, count in sorted(rows.items())]
+    for title in ("counts", "drop_reasons"):
+        values = manifest.get(title) or {}
+        if values:
+            lines.append(f"  {title.replace('_', ' ')}: " + ", ".join(f"{k}={v}" for k, v in sorted(values.items())))
+    glob = path / "data" / "train-*.parquet"
+    query = f"SELECT question, positives, link_distance FROM '{glob}' ORDER BY example_id LIMIT 3"
+    if rows.get("examples"):
+        lines.append("sample questions (DuckDB):")
+        for question, positives, distance in duckdb.sql(query).fetchall():
+            lines.append(f"  - {question}  [evidence units {positives}, link distance {distance}]")
+    lines += [
+        "look at it:",
+        f"  linkscan inspect {name} --data {data_root}",
+        f"  duckdb -c \"{query}\"",
+        f"  python -c \"import datasets; print(datasets.load_dataset('parquet', data_files='{glob}'))\"",
+    ]
+    return "\n".join(lines)

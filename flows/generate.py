@@ -1,0 +1,114 @@
+"""The ``generate`` flow: corpus -> chunks -> links -> examples, as a published dataset version.
+
+The flow is thin: it plans the version (``generators.stage.plan_generation``), maps
+``generate_shard`` over the shards on the configured task runner, publishes, attaches artifacts
+and emits ``linkscan.dataset.published``. Resuming is the store's job, not Prefect's result cache:
+a shard already in the staging folder is skipped, so a killed run rerun finishes with the same
+bytes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+
+from flows import artifacts, events
+from flows.demo import build_demo_corpus, demo_corpus_dir
+from flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root
+from generators import stage
+from generators.config import GenerateConfig
+
+# Failures worth retrying: the disk, the network, an LLM server that is busy or restarting.
+# Anything else (bad input, a bug) fails at once with its message.
+_TRANSIENT_NAMES = {"APIConnectionError", "APITimeoutError", "RateLimitError", "InternalServerError"}
+
+
+def is_transient(error: BaseException) -> bool:
+    return isinstance(error, (OSError, TimeoutError, ConnectionError)) or type(error).__name__ in _TRANSIENT_NAMES
+
+
+def _retry_transient(task_, task_run, state) -> bool:
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, BaseException) and is_transient(error)
+
+
+def demo_config() -> GenerateConfig:
+    """The default parameters: the embedded demo corpus, the offline generator."""
+    return GenerateConfig(name="demo", corpus=[], generator="offline")
+
+
+def with_demo_corpus(config: GenerateConfig, data_root: Path) -> GenerateConfig:
+    """``config`` with an empty corpus list replaced by the embedded demo corpus (built on demand)."""
+    if config.corpus:
+        return config
+    paths = build_demo_corpus(demo_corpus_dir(data_root))
+    return config.model_copy(update={"corpus": [str(p) for p in paths]})
+
+
+@task(name="plan", cache_policy=NO_CACHE, persist_result=False)
+def plan_task(config: GenerateConfig, data_root: str) -> Any:
+    return stage.plan_generation(config, Path(data_root))
+
+
+@task(
+    name="generate-shard",
+    task_run_name="shard-{index}",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=_retry_transient,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def generate_shard_task(plan: Any, index: int) -> dict:
+    return stage.generate_shard(plan, index)
+
+
+@task(name="publish", retries=1, retry_condition_fn=_retry_transient, cache_policy=NO_CACHE, persist_result=False)
+def publish_task(plan: Any) -> str:
+    return str(stage.publish_generation(plan))
+
+
+@flow(name="generate-shards", validate_parameters=False, persist_result=False)
+def generate_shards(plan: Any) -> list[dict]:
+    """Every shard of ``plan``, mapped over this flow's task runner (set per run by ``generate``)."""
+    futures = generate_shard_task.map(plan=unmapped(plan), index=list(range(plan.num_shards)))
+    return futures.result()
+
+
+@flow(name="generate", persist_result=False)
+def generate(
+    config: GenerateConfig = demo_config(),
+    data_root: Optional[str] = None,
+    task_runner: TaskRunnerConfig = TaskRunnerConfig(),
+) -> dict:
+    """Generate a dataset version and publish it; with no parameters, from the embedded demo corpus.
+
+    ``data_root`` defaults to ``$LINKSCAN_DATA``, else ``./data``; an empty ``config.corpus``
+    means the embedded demo corpus (Python reference topics and licence texts).
+    """
+    logger = get_run_logger()
+    root = resolve_data_root(data_root)
+    if not config.corpus:
+        logger.info("no corpus given: using the embedded demo corpus under %s", demo_corpus_dir(root))
+    config = with_demo_corpus(config, root)
+    plan = plan_task(config, str(root))
+    if plan.already_published:
+        path = Path(plan.already_published)
+        logger.info("%s version %s is already published at %s: nothing to generate", plan.name, plan.version, path)
+        newly_published = False
+    else:
+        logger.info(
+            "generating %s version %s: %d shards on %s", plan.name, plan.version, plan.num_shards, task_runner.kind
+        )
+        generate_shards.with_options(task_runner=make_task_runner(task_runner))(plan)
+        path = Path(publish_task(plan))
+        newly_published = True
+    manifest = json.loads((path / "dataset.json").read_text())
+    artifacts.publish_dataset_artifacts(manifest, path)
+    if newly_published:
+        events.emit_dataset_published(plan.name, plan.version, path, root)
+        logger.info("published %s version %s at %s (event %s)", plan.name, plan.version, path, events.DATASET_PUBLISHED)
+    return {"name": plan.name, "version": plan.version, "path": str(path), "newly_published": newly_published}

@@ -1,0 +1,60 @@
+"""Where flows run and write: the data folder and the task runner that shard tasks map over.
+
+This is the one place that resolves run-time settings from the environment (``LINKSCAN_DATA``);
+library code below ``flows/`` receives the resolved values.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, Field
+
+DATA_ENV = "LINKSCAN_DATA"
+
+
+def resolve_data_root(data_root: Optional[str] = None) -> Path:
+    """The data folder: the argument, else ``$LINKSCAN_DATA``, else ``./data`` (made absolute)."""
+    chosen = data_root or os.environ.get(DATA_ENV) or "data"
+    return Path(chosen).expanduser().resolve()
+
+
+class TaskRunnerConfig(BaseModel):
+    """How shard tasks run: threads in the flow's process (default) or a Dask cluster.
+
+    ``kind="dask"`` with no ``address`` starts a local cluster (``n_workers`` workers, as threads
+    when ``processes`` is false); with an ``address`` it connects to a running scheduler, such as
+    ``tcp://scheduler:8786`` on a cluster. Dask needs the ``scale`` extra (``prefect-dask``).
+    """
+
+    kind: Literal["threads", "dask"] = Field("threads", description="threads, or dask for a (local or remote) Dask cluster")
+    max_workers: int = Field(2, ge=1, description="threads: how many shards run at once")
+    address: Optional[str] = Field(None, description="dask: scheduler address; none starts a local cluster")
+    n_workers: int = Field(2, ge=1, description="dask local cluster: number of workers")
+    threads_per_worker: int = Field(1, ge=1, description="dask local cluster: threads per worker")
+    processes: bool = Field(False, description="dask local cluster: workers as processes (true) or threads (false)")
+
+
+def make_task_runner(config: TaskRunnerConfig):
+    """The Prefect task runner for ``config``; imports prefect-dask only when asked for."""
+    if config.kind == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=config.max_workers)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as error:  # pragma: no cover - depends on the installed extras
+        raise RuntimeError(
+            "task_runner.kind='dask' needs prefect-dask: pip install 'linkscan[scale]'"
+        ) from error
+    if config.address:
+        return DaskTaskRunner(address=config.address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": config.n_workers,
+            "threads_per_worker": config.threads_per_worker,
+            "processes": config.processes,
+            "dashboard_address": None,
+        }
+    )
