@@ -1,0 +1,132 @@
+"""The LLM back end: the generator interface answered by a chat model through :class:`LLMClient`.
+
+Each call builds a versioned prompt (``prompts``), asks the client (cache first), parses the
+answer tolerantly and validates it (``parsing``); an answer that cannot be used raises
+``Refusal("llm_<reason>")``, which the generator method counts. Items rejected inside an answer
+that is otherwise used (one out-of-range link among five) are counted in ``item_rejections``.
+``stats()`` gives the usage and rejection totals for the manifest.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from generators.base import (
+    EvidenceRequest,
+    LinkCandidate,
+    LinkRequest,
+    QuestionDraft,
+    QuestionRequest,
+    Refusal,
+)
+from generators.llm import prompts
+from generators.llm.client import LLMClient, LLMRequestError
+from generators.llm.config import LLMConfig
+from generators.llm.parsing import Rejection, parse_json_answer, validate_evidence, validate_links, validate_question
+
+CACHE_FILE = "llm.sqlite"
+
+
+class LLMBackend:
+    """``LLMBackend(config, api_key=..., cache_dir=<data>/cache)``; ``await backend.aclose()`` when done."""
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        api_key: str | None = None,
+        cache_dir: Path | str | None = None,
+        client: LLMClient | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client or LLMClient(
+            config, api_key=api_key, cache_path=Path(cache_dir) / CACHE_FILE if cache_dir is not None else None
+        )
+        self.name = f"llm:{config.model}"
+        self.prompt_version = prompts.PROMPT_VERSION
+        self.rejected_answers: Counter[str] = Counter()
+        self.item_rejections: Counter[str] = Counter()
+
+    async def _ask(self, messages: list[dict], stage: str, response_format: dict):
+        try:
+            response = await self.client.chat(messages, stage, response_format=response_format)
+            return parse_json_answer(response.text)
+        except LLMRequestError as error:
+            raise self._refuse(stage, f"failed_{error.reason}", error.detail) from None
+        except Rejection as error:
+            raise self._refuse(stage, error.reason, error.detail) from None
+
+    def _refuse(self, stage: str, reason: str, detail: str = "") -> Refusal:
+        self.rejected_answers[f"{stage}:{reason}"] += 1
+        return Refusal(f"llm_{reason}", detail)
+
+    async def find_links(self, request: LinkRequest) -> list[LinkCandidate]:
+        window = list(request.window)
+        messages = prompts.links_messages(
+            [request.units[i] for i in request.anchor], [request.units[i] for i in window]
+        )
+        answer = await self._ask(messages, "links", prompts.LINKS_FORMAT)
+        try:
+            links = validate_links(answer, len(window), self.item_rejections)
+        except Rejection as error:
+            raise self._refuse("links", error.reason, error.detail) from None
+        return [LinkCandidate(target=window[link.index], score=link.strength, reason=link.reason) for link in links]
+
+    async def write_question(self, request: QuestionRequest) -> QuestionDraft:
+        passages = [[request.units[i] for i in passage] for passage in request.passages]
+        connection = request.link.reason if request.link is not None else None
+        answer = await self._ask(prompts.question_messages(passages, connection), "question", prompts.QUESTION_FORMAT)
+        try:
+            return QuestionDraft(validate_question(answer))
+        except Rejection as error:
+            raise self._refuse("question", error.reason, error.detail) from None
+
+    async def pick_evidence(self, request: EvidenceRequest) -> list[int]:
+        candidates = list(request.candidates)
+        messages = prompts.evidence_messages(request.question.question, [request.units[i] for i in candidates])
+        answer = await self._ask(messages, "evidence", prompts.EVIDENCE_FORMAT)
+        try:
+            chosen = [candidates[i] for i in validate_evidence(answer, len(candidates))]
+        except Rejection as error:
+            raise self._refuse("evidence", error.reason, error.detail) from None
+        if request.sides and not all(set(side) & set(chosen) for side in request.sides):
+            raise self._refuse("evidence", "evidence_one_side", f"evidence {chosen} misses a side")
+        return chosen
+
+    def stats(self) -> dict:
+        """Usage per stage and rejection counts, for the manifest (sum shards with merge_llm_stats)."""
+        return {
+            "model": self.config.model,
+            "prompt_version": self.prompt_version,
+            "usage": self.client.usage.as_dict(),
+            "rejected_answers": dict(sorted(self.rejected_answers.items())),
+            "rejected_items": dict(sorted(self.item_rejections.items())),
+        }
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def close(self) -> None:
+        """Close the response cache (after the last event loop that used this back end)."""
+        self.client.close_cache()
+
+
+def merge_llm_stats(parts: list[dict]) -> dict:
+    """One ``stats()`` dict from several (one per shard)."""
+    from generators.llm.client import merge_usage
+
+    parts = [p for p in parts if p]
+    if not parts:
+        return {}
+    answers: Counter = Counter()
+    items: Counter = Counter()
+    for part in parts:
+        answers.update(part.get("rejected_answers", {}))
+        items.update(part.get("rejected_items", {}))
+    return {
+        "model": parts[0]["model"],
+        "prompt_version": parts[0]["prompt_version"],
+        "usage": merge_usage([p["usage"] for p in parts]),
+        "rejected_answers": dict(sorted(answers.items())),
+        "rejected_items": dict(sorted(items.items())),
+    }

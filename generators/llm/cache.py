@@ -1,0 +1,85 @@
+"""The persistent LLM response cache: SQLite in WAL mode, keyed by model, messages and parameters.
+
+It stores the server's raw response body and its token usage, never a parsed answer: parsing
+happens after the cache, so a parser fix re-reads old answers without paying for them again, and
+a resumed run never repeats a paid call. WAL mode lets several processes (shard workers) read
+while one writes; a busy writer is waited for, not failed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    response TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def cache_key(model: str, messages: list[dict], params: dict) -> str:
+    """sha256 of the canonical JSON of the request; the same request always has the same key."""
+    payload = json.dumps(
+        {"model": model, "messages": messages, "params": params},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    response: str  # the raw JSON body of the chat completion
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ResponseCache:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise RuntimeError(
+                f"{self.path}: cannot open the LLM response cache ({error}); "
+                "move the file away to start a fresh cache"
+            ) from error
+
+    def get(self, key: str) -> CachedResponse | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT response, prompt_tokens, completion_tokens FROM responses WHERE key = ?", (key,)
+            ).fetchone()
+        return CachedResponse(*row) if row else None
+
+    def put(self, key: str, model: str, stage: str, response: str, prompt_tokens: int, completion_tokens: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, model, stage, response, prompt_tokens, completion_tokens, time.time()),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,401 @@
+"""An async chat client for any OpenAI-compatible server, with the production habits built in.
+
+``LLMClient.chat`` looks the request up in the response cache, and only on a miss sends it,
+under a concurrency bound (``asyncio.Semaphore``) and a client-side rate limit (requests and
+tokens per minute), with a per-request timeout and retries (exponential backoff with jitter,
+honouring Retry-After) on 429, 5xx, timeouts and dropped connections, up to ``max_attempts`` in
+total. The openai package's own retries are switched off (``max_retries=0``) so these are the
+ones that count. Identical requests in flight at once are sent once. Tokens, cost, cache hits and
+failures are counted per stage in ``client.usage``.
+
+The API key is passed in by the caller and kept only inside the openai client; it is never
+logged, cached or put in an error message.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generators.llm.cache import ResponseCache, cache_key
+from generators.llm.config import LLMConfig
+from generators.llm.ratelimit import RateLimiter
+
+# Sent by the openai package when no key is needed (local servers accept anything).
+_NO_KEY = "not-needed"
+_FORMAT_FALLBACK = {"json_schema": "json_object", "json_object": "none"}
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class LLMResponse:
+    text: str
+    usage: TokenUsage
+    cached: bool
+    finish_reason: str | None = None
+
+
+class LLMRequestError(Exception):
+    """A request failed for good (after its retries); ``reason`` is counted in the manifest."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class LLMFatalError(RuntimeError):
+    """Every request would fail the same way (bad key, unknown model, wrong URL): stop the run."""
+
+
+@dataclass
+class StageUsage:
+    requests: int = 0  # answers received from the server (paid)
+    cache_hits: int = 0  # answers served from the cache (free)
+    attempts: int = 0  # HTTP attempts, retries included
+    retries: int = 0
+    failures: Counter = field(default_factory=Counter)  # requests given up on, by reason
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # tokens of cache hits, which cost nothing this time
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "requests": self.requests,
+            "cache_hits": self.cache_hits,
+            "attempts": self.attempts,
+            "retries": self.retries,
+            "failures": dict(sorted(self.failures.items())),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+        }
+
+
+class UsageTracker:
+    """Per-stage totals plus the live numbers the progress display shows."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, StageUsage] = {}
+        self.in_flight = 0
+
+    def stage(self, name: str) -> StageUsage:
+        if name not in self.stages:
+            self.stages[name] = StageUsage()
+        return self.stages[name]
+
+    def total(self) -> StageUsage:
+        total = StageUsage()
+        for usage in self.stages.values():
+            for name in ("requests", "cache_hits", "attempts", "retries", "prompt_tokens", "completion_tokens", "cached_tokens"):
+                setattr(total, name, getattr(total, name) + getattr(usage, name))
+            total.cost_usd += usage.cost_usd
+            total.failures.update(usage.failures)
+        return total
+
+    def as_dict(self) -> dict:
+        """``{"stages": {stage: totals}, "total": totals}``, ready for the manifest."""
+        return {
+            "stages": {name: usage.as_dict() for name, usage in sorted(self.stages.items())},
+            "total": self.total().as_dict(),
+        }
+
+
+def merge_usage(parts: list[dict]) -> dict:
+    """Add up ``UsageTracker.as_dict()`` results (one per shard) into one of the same shape."""
+    stages: dict[str, dict] = {}
+    for part in parts:
+        for name, usage in part.get("stages", {}).items():
+            into = stages.setdefault(name, StageUsage().as_dict())
+            for key, value in usage.items():
+                if key == "failures":
+                    into["failures"] = dict(sorted((Counter(into["failures"]) + Counter(value)).items()))
+                else:
+                    into[key] = round(into[key] + value, 6) if key == "cost_usd" else into[key] + value
+    total = StageUsage().as_dict()
+    for usage in stages.values():
+        for key, value in usage.items():
+            if key == "failures":
+                total["failures"] = dict(sorted((Counter(total["failures"]) + Counter(value)).items()))
+            else:
+                total[key] = round(total[key] + value, 6) if key == "cost_usd" else total[key] + value
+    return {"stages": dict(sorted(stages.items())), "total": total}
+
+
+def _retry_after_seconds(headers) -> float | None:
+    """Seconds from a Retry-After (seconds or HTTP date) or retry-after-ms header."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+def _estimate_tokens(messages: list[dict]) -> int:
+    return sum(len(str(m.get("content", ""))) for m in messages) // 4 + 4 * len(messages)
+
+
+class LLMClient:
+    """``await client.chat(messages, stage, response_format=...)`` against ``config.base_url``.
+
+    Create it inside the event loop that uses it (or let the first ``chat`` do so); call
+    ``await client.aclose()`` when done. ``cache_path`` is usually ``<data>/cache/llm.sqlite``;
+    None disables caching.
+    """
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        api_key: str | None = None,
+        cache_path: Path | str | None = None,
+        cache: ResponseCache | None = None,
+    ) -> None:
+        self.config = config
+        self._api_key = api_key or _NO_KEY
+        self.cache = cache if cache is not None else (ResponseCache(cache_path) if cache_path else None)
+        self.usage = UsageTracker()
+        self._price = config.price()
+        self._random = random.Random(config.seed or 0)
+        self._structured = config.structured_output
+        self._openai = None
+        self._loop = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._limiter: RateLimiter | None = None
+        self._pending: dict[str, asyncio.Future] = {}
+
+    def __repr__(self) -> str:  # never show the key
+        return f"LLMClient(base_url={self.config.base_url!r}, model={self.config.model!r})"
+
+    def _bind_loop(self) -> None:
+        """(Re)create the HTTP pool, semaphore and limiter for the running loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        import httpx2
+        import openai
+
+        limits = httpx2.Limits(max_connections=self.config.concurrency, max_keepalive_connections=self.config.concurrency)
+        http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.config.timeout_s)
+        self._openai = openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self.config.base_url,
+            max_retries=0,
+            timeout=self.config.timeout_s,
+            http_client=http_client,
+        )
+        self._semaphore = asyncio.Semaphore(self.config.concurrency)
+        self._limiter = RateLimiter(self.config.rpm, self.config.tpm)
+        self._pending = {}
+        self._loop = loop
+
+    async def aclose(self) -> None:
+        if self._openai is not None:
+            await self._openai.close()
+            self._openai = None
+            self._loop = None
+
+    def close_cache(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+    def _params(self, params: dict) -> dict:
+        merged = {"temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        if self.config.seed is not None:
+            merged["seed"] = self.config.seed
+        merged.update(params)
+        return merged
+
+    async def chat(
+        self,
+        messages: list[dict],
+        stage: str,
+        response_format: dict | None = None,
+        **params,
+    ) -> LLMResponse:
+        """One chat completion, from the cache when possible; raises LLMRequestError on failure.
+
+        ``response_format`` is the JSON-schema format to ask for; whether it is sent as
+        ``json_schema``, degraded to ``json_object`` or left out depends on the config and on
+        what the server accepts. The cache key uses the request as asked, so a rerun finds it.
+        """
+        request_params = self._params(params)
+        key = cache_key(self.config.model, messages, {**request_params, "response_format": response_format})
+        usage = self.usage.stage(stage)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                usage.cache_hits += 1
+                usage.cached_tokens += hit.prompt_tokens + hit.completion_tokens
+                return _read_completion(hit.response, cached=True)
+        self._bind_loop()
+        pending = self._pending.get(key)
+        if pending is not None:  # the same request is already on its way: share its answer
+            response = await asyncio.shield(pending)
+            usage.cache_hits += 1
+            usage.cached_tokens += response.usage.total_tokens
+            return LLMResponse(response.text, response.usage, True, response.finish_reason)
+        future = self._loop.create_future()
+        self._pending[key] = future
+        try:
+            response = await self._send(key, messages, stage, response_format, request_params)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # mark retrieved: there may be no waiter
+            raise
+        else:
+            future.set_result(response)
+            return response
+        finally:
+            del self._pending[key]
+
+    async def _send(self, key: str, messages: list[dict], stage: str, response_format: dict | None, params: dict) -> LLMResponse:
+        import openai
+
+        usage = self.usage.stage(stage)
+        reserved = _estimate_tokens(messages) + params.get("max_tokens", 0)
+        last_reason, last_detail = "unknown", ""
+        attempt = 0
+        while attempt < self.config.max_attempts:
+            attempt += 1
+            await self._limiter.acquire(reserved)
+            extra = self._format_params(response_format)
+            retry_after = None
+            async with self._semaphore:
+                self.usage.in_flight += 1
+                usage.attempts += 1
+                try:
+                    body = await asyncio.wait_for(self._post(messages, params, extra), self.config.timeout_s)
+                    response = _read_completion(body, cached=False)
+                except (openai.APITimeoutError, TimeoutError):
+                    last_reason, last_detail = "timeout", f"no answer within {self.config.timeout_s:g} s"
+                except openai.APIConnectionError as error:
+                    last_reason, last_detail = "connection_error", type(error.__cause__ or error).__name__
+                except openai.APIStatusError as error:
+                    status = error.status_code
+                    if status in (401, 403):
+                        raise LLMFatalError(
+                            f"{self.config.base_url}: HTTP {status} for model {self.config.model!r}; "
+                            f"check the API key in the environment variable {self.config.api_key_env}"
+                        ) from None
+                    if status == 404:
+                        raise LLMFatalError(
+                            f"{self.config.base_url}: HTTP 404 for model {self.config.model!r}; "
+                            "check llm.base_url (it usually ends in /v1) and llm.model"
+                        ) from None
+                    if status in (400, 422) and self._structured in _FORMAT_FALLBACK and response_format:
+                        # The server does not take this response_format: degrade for all later calls.
+                        self._structured = _FORMAT_FALLBACK[self._structured]
+                        attempt -= 1
+                        continue
+                    if status == 429:
+                        last_reason = "rate_limited"
+                    elif status >= 500 or status in (408, 409):
+                        last_reason = "server_error"
+                    else:
+                        usage.failures[f"http_{status}"] += 1
+                        raise LLMRequestError(f"http_{status}", _short(error.message)) from None
+                    last_detail = f"HTTP {status}"
+                    retry_after = _retry_after_seconds(error.response.headers)
+                except _BadResponse as error:
+                    last_reason, last_detail = "bad_response", str(error)
+                else:
+                    self._limiter.settle(reserved, response.usage.total_tokens)
+                    usage.requests += 1
+                    usage.prompt_tokens += response.usage.prompt_tokens
+                    usage.completion_tokens += response.usage.completion_tokens
+                    if self._price is not None:
+                        usage.cost_usd += (
+                            response.usage.prompt_tokens * self._price.input
+                            + response.usage.completion_tokens * self._price.output
+                        ) / 1e6
+                    if self.cache is not None:
+                        self.cache.put(
+                            key, self.config.model, stage, body,
+                            response.usage.prompt_tokens, response.usage.completion_tokens,
+                        )
+                    return response
+                finally:
+                    self.usage.in_flight -= 1
+            if attempt < self.config.max_attempts:
+                usage.retries += 1
+                await asyncio.sleep(self._backoff(attempt, retry_after))
+        usage.failures[last_reason] += 1
+        raise LLMRequestError(last_reason, f"{last_detail} (gave up after {self.config.max_attempts} attempts)")
+
+    async def _post(self, messages: list[dict], params: dict, extra: dict) -> str:
+        raw = await self._openai.chat.completions.with_raw_response.create(
+            model=self.config.model, messages=messages, **params, **extra
+        )
+        return raw.http_response.text
+
+    def _format_params(self, response_format: dict | None) -> dict:
+        if response_format is None or self._structured == "none":
+            return {}
+        if self._structured == "json_object":
+            return {"response_format": {"type": "json_object"}}
+        return {"response_format": response_format}
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Full-jitter exponential backoff; a server's Retry-After is a floor."""
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
+        delay = self._random.uniform(0, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, max(self.config.backoff_max_s, 1.0)))
+        return delay
+
+
+class _BadResponse(Exception):
+    pass
+
+
+def _short(text: object, limit: int = 200) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _read_completion(body: str, cached: bool) -> LLMResponse:
+    """Text, usage and finish reason out of a raw chat-completion body (cheap: no pydantic)."""
+    try:
+        data = json.loads(body)
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = data.get("usage") or {}
+        return LLMResponse(
+            text=text,
+            usage=TokenUsage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
+            cached=cached,
+            finish_reason=choice.get("finish_reason"),
+        )
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
+        raise _BadResponse(f"not a chat completion ({type(error).__name__}): {_short(body, 120)!r}") from None
