@@ -1,0 +1,138 @@
+"""The parts of the flows that need no Prefect server: demo corpus, artifacts, runtime, prefect.yaml."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows import artifacts, demo, events
+from flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_demo_corpus_holds_every_python_reference_topic(tmp_path):
+    from pydoc_data.topics import topics
+
+    paths = demo.build_demo_corpus(tmp_path, licenses_dir=tmp_path / "absent")
+    assert paths == [tmp_path / demo.TOPICS_FILE]
+    documents = _read_jsonl(paths[0])
+    text = "".join(doc["text"] for doc in documents)
+    for name, body in topics.items():
+        if body.strip():
+            assert body.strip() in text, name
+    # Packed documents are long enough for far links; only the last may be short.
+    assert all(len(doc["text"]) >= demo.MIN_DOCUMENT_CHARS for doc in documents[:-1])
+    assert len({doc["id"] for doc in documents}) == len(documents)
+
+
+def test_demo_corpus_includes_licence_texts_when_the_folder_exists(tmp_path):
+    licenses = tmp_path / "licenses"
+    licenses.mkdir()
+    (licenses / "MIT").write_text("Permission is hereby granted, free of charge, to any person.\n")
+    (licenses / "empty").write_text("\n")
+    paths = demo.build_demo_corpus(tmp_path / "corpus", licenses_dir=licenses)
+    assert [p.name for p in paths] == [demo.TOPICS_FILE, demo.LICENSES_FILE]
+    assert _read_jsonl(paths[1]) == [
+        {"id": "license-MIT", "title": "Licence text: MIT", "text": "Permission is hereby granted, free of charge, to any person.\n"}
+    ]
+
+
+def test_demo_corpus_rebuild_leaves_files_untouched(tmp_path):
+    """Same bytes and same mtime on a rebuild, so the input fingerprint and the version id stay put."""
+    first = demo.build_demo_corpus(tmp_path)
+    before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in first]
+    second = demo.build_demo_corpus(tmp_path)
+    assert second == first
+    assert [(p.read_bytes(), p.stat().st_mtime_ns) for p in second] == before
+
+
+def test_counts_table_lists_rows_counts_and_every_drop_reason():
+    manifest = {
+        "shards": [
+            {"artifact": "examples", "rows": 5},
+            {"artifact": "examples", "rows": 7},
+            {"artifact": "chunks", "rows": 3},
+        ],
+        "counts": {"documents": 4, "methods": {"link": 12}},
+        "drop_reasons": {"duplicate": 2, "too_short": 1},
+    }
+    assert artifacts.counts_table(manifest) == [
+        {"kind": "rows", "name": "chunks", "value": 3},
+        {"kind": "rows", "name": "examples", "value": 12},
+        {"kind": "count", "name": "documents", "value": 4},
+        {"kind": "count", "name": "methods.link", "value": 12},
+        {"kind": "dropped", "name": "duplicate", "value": 2},
+        {"kind": "dropped", "name": "too_short", "value": 1},
+    ]
+
+
+def test_llm_usage_table_has_one_row_per_stage_and_is_empty_offline():
+    manifest = {"llm_usage": {"stages": {"links": {"prompt_tokens": 10, "cost_usd": 0.5}, "question": {"prompt_tokens": 3}}}}
+    assert artifacts.llm_usage_table(manifest) == [
+        {"stage": "links", "prompt_tokens": 10, "cost_usd": 0.5},
+        {"stage": "question", "prompt_tokens": 3},
+    ]
+    assert artifacts.llm_usage_table({"counts": {}}) == []
+
+
+def test_artifact_keys_use_only_lowercase_letters_digits_and_dashes():
+    assert artifacts.artifact_key("dataset", "My_Data.v2") == "dataset-my-data-v2"
+
+
+def test_data_root_is_the_argument_else_the_environment_else_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINKSCAN_DATA", str(tmp_path / "env"))
+    assert resolve_data_root(str(tmp_path / "arg")) == tmp_path / "arg"
+    assert resolve_data_root(None) == tmp_path / "env"
+    monkeypatch.delenv("LINKSCAN_DATA")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_root(None) == tmp_path / "data"
+
+
+def test_task_runner_config_selects_threads_or_dask():
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    threads = make_task_runner(TaskRunnerConfig(max_workers=3))
+    assert isinstance(threads, ThreadPoolTaskRunner) and threads._max_workers == 3
+    local = make_task_runner(TaskRunnerConfig(kind="dask", n_workers=2, processes=False))
+    assert isinstance(local, DaskTaskRunner)
+    assert local.cluster_kwargs["n_workers"] == 2 and local.cluster_kwargs["processes"] is False
+    remote = make_task_runner(TaskRunnerConfig(kind="dask", address="tcp://127.0.0.1:8786"))
+    assert remote.address == "tcp://127.0.0.1:8786"
+
+
+def test_task_runner_config_rejects_unknown_kinds():
+    with pytest.raises(ValueError):
+        TaskRunnerConfig(kind="slurm")
+
+
+@pytest.mark.parametrize(
+    ("flow_name", "definition"),
+    [("train", events.TRAIN_ON_PUBLISHED), ("evaluate", events.EVALUATE_ON_TRAINED)],
+)
+def test_prefect_yaml_triggers_match_the_served_ones(flow_name, definition):
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (deployment,) = [d for d in spec["deployments"] if d["entrypoint"].endswith(f":{flow_name}")]
+    (trigger,) = deployment["triggers"]
+    assert deployment["name"] == "default"
+    assert trigger["expect"] == definition["expect"]
+    assert trigger["match"] == definition["match"]
+    assert trigger["parameters"] == definition["parameters"]
+    assert trigger["name"] == definition["name"]
+
+
+def test_prefect_yaml_declares_generate_train_and_evaluate_on_one_work_pool():
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    entrypoints = sorted(d["entrypoint"] for d in spec["deployments"])
+    assert entrypoints == ["flows/evaluate.py:evaluate", "flows/generate.py:generate", "flows/train.py:train"]
+    assert {d["work_pool"]["name"] for d in spec["deployments"]} == {"linkscan"}
+    for d in spec["deployments"]:
+        path, function = d["entrypoint"].split(":")
+        assert f"def {function}(" in (REPO / path).read_text()
