@@ -1,0 +1,234 @@
+"""Corpus to chunks: the public entry points that chain reading, cleaning, filtering and chunking.
+
+    documents = iter_documents(paths, config, drops)          # read, clean, filter, dedupe
+    chunks = document_chunks(document, config, segmenter)     # segment, tokenize, cut
+    for document, chunks in corpus_to_chunks(paths, config, drops): ...   # all of it + decontamination
+
+Everything streams: one document is in memory at a time (plus the set of seen content hashes).
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from tokenizers import Tokenizer
+
+from pipeline.chunking import chunk_spans
+from pipeline.clean import clean_text, html_to_text, looks_like_html
+from pipeline.config import CorpusConfig
+from pipeline.decontaminate import NgramIndex, index_cache_key
+from pipeline.drops import Drops
+from pipeline.language import detect_language
+from pipeline.readers import FORMATS, format_of, read_documents
+from pipeline.segment import Segmenter
+from pipeline.tokenize import load_tokenizer
+from schemas import Chunk, Document
+
+log = logging.getLogger("linkscan")
+
+_GLOB_CHARS = frozenset("*?[")
+_FULL_HASH_BYTES = 64 << 20
+_SAMPLE_BYTES = 1 << 20
+
+
+def list_inputs(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Input files from files, folders (searched recursively for supported formats) and globs; sorted.
+
+    A path that matches nothing is logged and kept, so reading it counts it as ``unreadable``;
+    raises ValueError when nothing at all is given.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: set[Path] = set()
+    for item in paths:
+        text = str(item)
+        if _GLOB_CHARS & set(text):
+            matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+            if not matches:
+                log.warning("%s: no files match this pattern", text)
+            found.update(matches)
+        elif Path(text).is_dir():
+            for path in Path(text).rglob("*"):
+                if path.is_file() and not path.name.startswith(".") and format_of(path) is not None:
+                    found.add(path)
+        else:
+            if not Path(text).exists():
+                log.warning("%s: no such file or folder", text)
+            found.add(Path(text))
+    if not found:
+        raise ValueError(
+            f"no corpus files found in {', '.join(map(str, paths)) or 'an empty path list'}; "
+            f"give files, folders or globs of {', '.join(FORMATS)}"
+        )
+    return sorted(found)
+
+
+def fingerprint_inputs(paths: str | Path | Iterable[str | Path]) -> dict:
+    """Content fingerprints of the input files, for the version id and the manifest.
+
+    Files up to 64 MiB are hashed whole; larger ones by size plus their first, middle and last MiB
+    (a full hash of a terabyte corpus would cost more than reading it).
+    """
+    files = []
+    for path in list_inputs(paths):
+        try:
+            size = path.stat().st_size
+            files.append({"path": str(path), "bytes": size, "sha256": _file_digest(path, size)})
+        except OSError as error:
+            files.append({"path": str(path), "error": f"{type(error).__name__}: {error}"})
+    return {"files": files}
+
+
+def _file_digest(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if size <= _FULL_HASH_BYTES:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+            return digest.hexdigest()
+        digest.update(str(size).encode())
+        for offset in (0, size // 2, size - _SAMPLE_BYTES):
+            handle.seek(offset)
+            digest.update(handle.read(_SAMPLE_BYTES))
+    return "sampled:" + digest.hexdigest()
+
+
+def iter_documents(
+    paths: str | Path | Iterable[str | Path], config: CorpusConfig, drops: Drops
+) -> Iterator[Document]:
+    """Cleaned, language-filtered, exact-deduplicated documents, streamed in input order.
+
+    ``doc_id`` is the first 16 hex digits of the SHA-256 of the cleaned text, so the same text
+    gets the same id in any corpus; a second copy is dropped as ``duplicate``.
+    """
+    seen: set[bytes] = set()
+    for path in list_inputs(paths):
+        for raw in read_documents(path, config, drops):
+            text, title = raw.text, raw.title
+            if looks_like_html(text):
+                text, html_title = html_to_text(text)
+                title = title or html_title
+            text = clean_text(
+                text,
+                unicode_form=config.unicode_form,
+                gutenberg=config.strip_gutenberg,
+                max_line_repeats=config.max_line_repeats,
+            )
+            if len(text) < config.min_doc_chars:
+                drops.add("too_short")
+                log.debug("%s: dropped (too_short): %d chars < min_doc_chars", raw.source, len(text))
+                continue
+            digest = hashlib.sha256(text.encode()).digest()
+            if digest in seen:
+                drops.add("duplicate")
+                log.debug("%s: dropped (duplicate)", raw.source)
+                continue
+            seen.add(digest)
+            language, score = detect_language(text)
+            if config.language is not None and (language != config.language or score < config.min_language_score):
+                reason = "not_english" if config.language == "en" else f"not_{config.language}"
+                drops.add(reason)
+                log.debug("%s: dropped (%s): %s %.2f", raw.source, reason, language, score)
+                continue
+            yield Document(
+                doc_id=digest.hex()[:16],
+                source=raw.source,
+                title=title,
+                text=text,
+                lang=language,
+                lang_score=score,
+                n_chars=len(text),
+            )
+
+
+def document_chunks(
+    document: Document,
+    config: CorpusConfig,
+    segmenter: Segmenter,
+    tokenizer: Tokenizer | None = None,
+    drops: Drops | None = None,
+) -> list[Chunk]:
+    """The document's chunks of at most ``chunk_tokens`` tokens with exact unit ends.
+
+    Chunks under ``min_chunk_tokens`` are dropped (counted as ``chunk_too_short`` when ``drops``
+    is given); only a document shorter than that yields one.
+    """
+    if tokenizer is not None and tokenizer is not segmenter.tokenizer:
+        raise ValueError("document_chunks: the segmenter was built with another tokenizer")
+    segmented = segmenter.segment(document.text)
+    ends = segmented.sentence_ends
+    unit_tokens = [end - previous for previous, end in zip([-1, *ends], ends)]
+    chunks = []
+    for start, end in chunk_spans(unit_tokens, config.chunk_tokens):
+        first_token = ends[start - 1] + 1 if start else 0
+        last_token = ends[end - 1] + 1
+        n_tokens = last_token - first_token
+        if n_tokens < config.min_chunk_tokens or n_tokens > config.chunk_tokens:
+            if drops is not None:
+                drops.add("chunk_too_short" if n_tokens < config.min_chunk_tokens else "chunk_too_long")
+            continue
+        chunks.append(Chunk(
+            chunk_id=f"{document.doc_id}-{len(chunks):04d}",
+            doc_id=document.doc_id,
+            chunk_index=len(chunks),
+            token_ids=segmented.token_ids[first_token:last_token],
+            sentence_ends=[e - first_token for e in ends[start:end]],
+            sentences=segmented.units[start:end],
+            tokenizer=config.tokenizer,
+        ))
+    return chunks
+
+
+def build_decontamination_index(paths: Sequence[str | Path], ngram: int) -> NgramIndex:
+    """The n-gram index of the evaluation documents in ``paths`` (any corpus format), cached."""
+    files = list_inputs(paths)
+    return _cached_index(index_cache_key(files), ngram)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_index(key: tuple, ngram: int) -> NgramIndex:
+    drops = Drops()
+    reading = CorpusConfig()
+    texts = (
+        clean_text(raw.text, gutenberg=False)
+        for path, _, _ in key
+        for raw in read_documents(Path(path), reading, drops)
+    )
+    index = NgramIndex.from_texts(texts, ngram)
+    if drops:
+        log.warning("decontamination: some evaluation documents could not be read: %s", drops.as_dict())
+    log.info("decontamination: %d %d-grams from %d evaluation documents", len(index), ngram, index.documents)
+    return index
+
+
+def corpus_to_chunks(
+    paths: str | Path | Iterable[str | Path], config: CorpusConfig, drops: Drops
+) -> Iterator[tuple[Document, list[Chunk]]]:
+    """Every kept document with its chunks: read, clean, filter, dedupe, segment, chunk, decontaminate.
+
+    A document left with no chunks is not yielded and is counted as ``no_chunks``.
+    """
+    tokenizer = load_tokenizer(config.tokenizer)
+    segmenter = Segmenter(config, tokenizer)
+    index = build_decontamination_index(config.decontaminate, config.decontamination_ngram) if config.decontaminate else None
+    for document in iter_documents(paths, config, drops):
+        chunks = document_chunks(document, config, segmenter, drops=drops)
+        if index is not None:
+            kept = []
+            for chunk in chunks:
+                overlap = index.overlap(chunk.sentences)
+                if overlap > config.decontamination_threshold:
+                    drops.add("decontaminated")
+                    log.info("%s: chunk %s dropped (decontaminated): %.1f%% of units overlap evaluation documents",
+                             document.source, chunk.chunk_id, 100 * overlap)
+                else:
+                    kept.append(chunk)
+            chunks = kept
+        if not chunks:
+            drops.add("no_chunks")
+            continue
+        yield document, chunks
