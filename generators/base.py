@@ -39,6 +39,9 @@ class LinkCandidate:
     score: float  # higher is a stronger link
     reason: str  # why the units are connected (shared terms, or the LLM's explanation)
     terms: tuple[str, ...] = ()  # the linking terms, when the back end knows them
+    # The anchor unit the link starts from, when the back end knows it; otherwise the method uses
+    # the anchor unit nearest to the target.
+    source: int | None = None
 
 
 @dataclass(frozen=True)

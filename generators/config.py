@@ -1,0 +1,164 @@
+"""Configuration of the generation stage, and loading it from a YAML file plus overrides.
+
+One :class:`GenerateConfig` holds everything that decides a dataset version: the corpus and how it
+is cut into chunks (:class:`pipeline.config.CorpusConfig`), the method and its parameters, the back
+end and its parameters, the seed and the number of shards. The resolved config goes into the
+manifest; :func:`version_config` is the part of it that names the version.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from generators.llm.config import LLMConfig
+from pipeline.config import CorpusConfig
+
+Method = Literal["link", "chunk", "pair"]
+Generator = Literal["offline", "llm"]
+
+
+class LinkMethodConfig(BaseModel):
+    """The link-based method; defaults are the paper's (PAPER.md section 2.2)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    anchor_units: int = Field(5, ge=1, description="consecutive units in an anchor")
+    window_units: int = Field(200, ge=2, description="units around the anchor the back end may link to")
+    min_link_distance: int = Field(10, ge=1, description="a kept link is at least this many units from the anchor")
+    anchor_context: int = Field(2, ge=0, description="evidence candidates: the anchor +- this many units")
+    link_context: int = Field(3, ge=0, description="evidence candidates: the link target +- this many units")
+    anchor_attempts: int = Field(3, ge=1, description="anchors tried per chunk before giving up on it")
+
+
+class PassageMethodConfig(BaseModel):
+    """The chunk-based and pair-based methods (the paper's ablation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    passage_units: int = Field(5, ge=1, description="consecutive units in a passage")
+    passage_context: int = Field(2, ge=0, description="evidence candidates: each passage +- this many units")
+    min_pair_distance: int = Field(10, ge=1, description="pair method: units between the two passages, at least")
+    attempts: int = Field(3, ge=1, description="passages (or pairs) tried per chunk before giving up on it")
+
+
+class OfflineConfig(BaseModel):
+    """The offline back end (defaults tuned on the dev corpus)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_link_score: float = Field(6.0, ge=0, description="minimum summed weight of shared rare terms for a link")
+    max_df_fraction: float = Field(0.05, gt=0, le=1, description="a term is rare in at most this share of units")
+    min_word_chars: int = Field(4, ge=1, description="content words shorter than this are ignored")
+    name_weight: float = Field(1.5, ge=0, description="weight multiplier of capitalised names")
+    number_weight: float = Field(1.5, ge=0, description="weight multiplier of numbers")
+    max_links_per_anchor: int = Field(8, ge=1, description="links returned per anchor, strongest first")
+
+
+class GenerateConfig(BaseModel):
+    """Everything `linkscan generate` needs; the YAML config file has the same fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("linkscan", description="dataset name under <data>/datasets/")
+    corpus: list[str] = Field(default_factory=list, description="input files, folders or globs")
+    method: Method = "link"
+    generator: Generator = "offline"
+    seed: int = 0
+    num_shards: int = Field(8, ge=1, description="shards per artifact (at most one per input file)")
+    # Chunks in flight at once within a shard; it matters for the LLM back end only, and does not
+    # change the output (results are written in chunk order).
+    concurrency: int = Field(16, ge=1)
+    corpus_config: CorpusConfig = Field(default_factory=CorpusConfig)
+    link: LinkMethodConfig = Field(default_factory=LinkMethodConfig)
+    passage: PassageMethodConfig = Field(default_factory=PassageMethodConfig)
+    offline: OfflineConfig = Field(default_factory=OfflineConfig)
+    llm: LLMConfig | None = None
+
+    @model_validator(mode="after")
+    def _llm_needs_settings(self) -> "GenerateConfig":
+        if self.generator == "llm" and self.llm is None:
+            self.llm = LLMConfig()
+        return self
+
+
+def version_config(config: GenerateConfig) -> dict:
+    """The fields that decide the output, for the version id.
+
+    Left out: the corpus paths (the input fingerprints stand for the content), throughput
+    settings (concurrency, the LLM's rate limits and retries) and the back end settings the
+    chosen generator does not use.
+    """
+    fields = config.model_dump(mode="json", exclude={"corpus", "concurrency", "llm", "offline"})
+    if config.generator == "offline":
+        fields["offline"] = config.offline.model_dump(mode="json")
+    elif config.llm is not None:
+        fields["llm"] = config.llm.output_fields()
+    return fields
+
+
+class ConfigFileError(ValueError):
+    """A config file or override is not valid; the message names the file and the field."""
+
+
+def _set_dotted(target: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = target
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def _merge(base: dict, override: Mapping) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(yaml_path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> GenerateConfig:
+    """The config from a YAML file (optional) with ``overrides`` on top.
+
+    Overrides are nested dicts or dotted keys (``{"corpus_config.chunk_tokens": 500}``); a value of
+    None means "not given" and leaves the file's (or the default) value alone.
+    """
+    data: dict = {}
+    source = "command-line options"
+    if yaml_path is not None:
+        import yaml
+
+        path = Path(yaml_path)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ConfigFileError(f"{path}: cannot read the config file ({error.strerror})") from None
+        except yaml.YAMLError as error:
+            raise ConfigFileError(f"{path}: not valid YAML ({error})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigFileError(f"{path}: the config file must be a mapping of settings, got {type(loaded).__name__}")
+        data = loaded
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            data = _merge(data, {key: value})
+        else:
+            _set_dotted(data, key, value)
+    try:
+        return GenerateConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigFileError(f"{source}: {problems}") from None

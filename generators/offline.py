@@ -1,0 +1,326 @@
+"""The offline back end: links, questions and evidence from rare shared terms, with no LLM.
+
+Deterministic and fast. Each unit of a chunk is reduced to its *terms*: content words (lower-cased,
+not stop words), capitalised names and numbers. Terms are weighted by their inverse document
+frequency over the chunk's units (a unit is a "document"), and only rare terms (in at most
+``max_df_fraction`` of the units, or two units in a short chunk) can link two units. Names and
+numbers weigh more than plain words because a shared name or figure is rarely a coincidence.
+
+Questions come from templates over the linking terms plus one term found only on each side, so
+they need both sides, read as questions, and never paste a unit. Evidence is every candidate unit
+that mentions a question term: the linked units themselves plus the neighbours that share terms.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+from generators.base import (
+    EvidenceRequest,
+    LinkCandidate,
+    LinkRequest,
+    QuestionDraft,
+    QuestionRequest,
+    Refusal,
+)
+from generators.config import OfflineConfig
+
+PROMPT_VERSION = "offline-v1"
+
+_TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9'\-]*[A-Za-z0-9]|[A-Za-z]|\d+(?:[.,:]\d+)*")
+# spaCy's English stop words plus archaic and speech words that are frequent in older books.
+_EXTRA_STOP = {
+    "thee", "thou", "thy", "thine", "hath", "doth", "shall", "upon", "unto", "said", "says", "like",
+    "yes", "no", "oh", "mr", "mrs", "miss", "sir", "madam", "one", "two", "also", "would", "could",
+    "should", "might", "must", "will", "may", "page", "chapter", "section", "figure", "table",
+    "amid", "amidst", "among", "amongst", "towards", "whilst", "till", "until", "shan't", "don't",
+}
+
+
+# Word endings of verbs, adverbs and adjectives: such words make poor question subjects.
+_NON_NOUN_ENDINGS = ("ing", "ed", "ly", "ful", "ous", "ive", "ible", "able")
+_SENTENCE_END = frozenset(".!?:;“‘([")
+_CLOSING = frozenset("\"'”’)]")
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+    """True when the token at ``start`` opens the text, a paragraph or a sentence.
+
+    A single newline is a hard wrap (old books and RFCs are wrapped at 70 columns), not a break.
+    """
+    i = start - 1
+    while i >= 0 and text[i] in " \t":
+        i -= 1
+    if i >= 0 and text[i] == "\n":
+        i -= 1
+        while i >= 0 and text[i] in " \t":
+            i -= 1
+        if i >= 0 and text[i] == "\n":
+            return True
+    quote_at = i
+    while i >= 0 and text[i] in _CLOSING:
+        i -= 1
+    if i < quote_at and (i < 0 or text[i].isspace()):
+        return True  # a quote after a space opens quoted speech
+    return i < 0 or text[i] in _SENTENCE_END
+
+
+def _stop_words() -> frozenset[str]:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(w.lower() for w in STOP_WORDS) | _EXTRA_STOP
+
+
+@dataclass(frozen=True)
+class Term:
+    key: str  # lower-cased form, the identity of the term
+    kind: str  # "word", "name" or "number"
+
+
+@dataclass
+class _ChunkIndex:
+    """Terms of every unit of one chunk, with document frequencies over the units."""
+
+    unit_terms: list[dict[str, Term]]
+    surface: dict[str, str]  # rare term key -> how a question shows it
+    weight: dict[str, float]  # rare term key -> IDF weight x kind multiplier
+    kind: dict[str, str]  # term key -> "name" if it was ever seen as a name, else its kind
+
+    def rare_terms(self, unit: int) -> set[str]:
+        return {key for key in self.unit_terms[unit] if key in self.weight}
+
+
+class OfflineBackend:
+    """Answers the three generator questions from rare shared terms; see the module docstring."""
+
+    name = "offline"
+    prompt_version = PROMPT_VERSION
+
+    def __init__(self, config: OfflineConfig | None = None, seed: int = 0, cache_chunks: int = 64) -> None:
+        self.config = config or OfflineConfig()
+        self.seed = seed
+        self._stop = _stop_words()
+        self._cache: OrderedDict[tuple[str, int], _ChunkIndex] = OrderedDict()
+        self._cache_chunks = cache_chunks
+
+    # -- term index ------------------------------------------------------------------------------
+    def unit_terms(self, text: str, surface: dict[str, str] | None = None) -> dict[str, Term]:
+        """The terms of one unit: content words, capitalised names and numbers, by key.
+
+        A capitalised token counts as a name unless it opens a sentence; short acronyms, camel case
+        and identifiers with digits (``FEC``, ``LTEnc``, ``RFC3453``) count as names too.
+        ``surface`` (if given) collects the first form each term was seen in, away from a sentence start.
+        """
+        terms: dict[str, Term] = {}
+        for match in _TOKEN_RE.finditer(text):
+            token = match.group()
+            if token[0].isdigit():
+                if sum(c.isdigit() for c in token) >= 2:
+                    terms.setdefault(token, Term(token, "number"))
+                continue
+            lower = token.lower()
+            if lower in self._stop or len(lower) < 2:
+                continue
+            opens = _opens_sentence(text, match.start())
+            shouted = token.isupper() and len(token) > 8  # a heading in capitals, not an acronym
+            inner_capitals = any(c.isupper() for c in token[1:])
+            is_name = not shouted and (
+                any(c.isdigit() for c in token)  # identifiers: RFC3453, ifIndex2
+                or inner_capitals  # acronyms and camel case: FEC, LTEnc
+                or token[0].isupper() and not opens
+            )
+            if is_name:
+                terms[lower] = Term(lower, "name")
+            elif len(lower) >= self.config.min_word_chars:
+                terms.setdefault(lower, Term(lower, "word"))
+            else:
+                continue
+            if surface is not None and not shouted and (is_name or not opens):
+                surface.setdefault(lower, token)
+        return terms
+
+    def index(self, chunk_id: str, units: Sequence[str]) -> _ChunkIndex:
+        key = (chunk_id, len(units))
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        unit_terms: list[dict[str, Term]] = []
+        surface: dict[str, str] = {}
+        df: Counter[str] = Counter()
+        for text in units:
+            terms = self.unit_terms(text, surface)
+            unit_terms.append(terms)
+            df.update(terms.keys())
+        # A term is a name only if the chunk never writes it in lower case ("Directory" vs "directory").
+        kinds: dict[str, str] = {}
+        for terms in unit_terms:
+            for term in terms.values():
+                if term.kind == "word" or term.key not in kinds:
+                    kinds[term.key] = term.kind
+        n = len(units)
+        max_df = max(2, int(self.config.max_df_fraction * n))
+        multiplier = {"word": 1.0, "name": self.config.name_weight, "number": self.config.number_weight}
+        weight = {
+            term: math.log((n + 1) / count) * multiplier[kinds[term]]
+            for term, count in df.items()
+            if count <= max_df
+        }
+        # Names keep their capitals; a word is shown as written mid-sentence, else in lower case.
+        shown = {term: surface.get(term, term) for term in weight}
+        built = _ChunkIndex(unit_terms, shown, weight, kinds)
+        self._cache[key] = built
+        if len(self._cache) > self._cache_chunks:
+            self._cache.popitem(last=False)
+        return built
+
+    def question_rank(self, index: _ChunkIndex, term: str) -> tuple[int, float, str]:
+        """Sort key of terms for a question: names, then noun-like words, numbers, other words."""
+        kind = index.kind[term]
+        if kind == "name":
+            rank = 0
+        elif kind == "number":
+            rank = 2
+        else:
+            rank = 3 if term.endswith(_NON_NOUN_ENDINGS) else 1
+        return rank, -index.weight[term], term
+
+    def link_score(self, index: _ChunkIndex, a: int, b: int) -> tuple[float, tuple[str, ...]]:
+        """Summed weight of the rare terms units a and b share, and those terms (strongest first)."""
+        shared = index.rare_terms(a) & index.rare_terms(b)
+        ordered = tuple(sorted(shared, key=lambda t: (-index.weight[t], t)))
+        return sum(index.weight[t] for t in ordered), ordered
+
+    # -- the three answers -----------------------------------------------------------------------
+    async def find_links(self, request: LinkRequest) -> list[LinkCandidate]:
+        index = self.index(request.chunk_id, request.units)
+        candidates = []
+        for target in request.window:
+            best: tuple[float, tuple[str, ...], int] | None = None
+            for source in request.anchor:
+                score, terms = self.link_score(index, source, target)
+                if score > 0 and (best is None or score > best[0]):
+                    best = (score, terms, source)
+            if best is None or best[0] < self.config.min_link_score:
+                continue
+            score, terms, source = best
+            shown = ", ".join(index.surface[t] for t in terms[:4])
+            candidates.append(LinkCandidate(
+                target=target,
+                score=round(score, 4),
+                reason=f"shares rare terms: {shown}",
+                terms=terms,
+                source=source,
+            ))
+        candidates.sort(key=lambda c: (-c.score, c.target))
+        return candidates[: self.config.max_links_per_anchor]
+
+    async def write_question(self, request: QuestionRequest) -> QuestionDraft:
+        index = self.index(request.chunk_id, request.units)
+        if len(request.passages) == 1:
+            return self._passage_question(request, index)
+        first, second = request.passages[0], request.passages[1]
+        if request.link is not None and request.link.terms:
+            shared = [t for t in request.link.terms if t in index.weight]
+            source = request.link.source if request.link.source is not None else first[0]
+            sides = ([source], [request.link.target])
+        else:
+            shared = []
+            sides = (list(first), list(second))
+        if not shared:
+            return self._pair_question(request, index, first, second)
+        a_only = self._side_term(index, sides[0], exclude=set(shared) | self._terms_of(index, sides[1]))
+        b_only = self._side_term(index, sides[1], exclude=set(shared) | self._terms_of(index, sides[0]) | {a_only})
+        shared.sort(key=lambda t: self.question_rank(index, t))
+        lead = shared[0]
+        names = [t for t in shared if index.kind[t] == "name"]
+        numbers = [t for t in shared if index.kind[t] == "number"]
+        s = index.surface
+        variants: list[str] = []
+        if a_only and b_only:
+            if lead in names:
+                variants.append(f"What role does {s[lead]} play with respect to {s[a_only]} and to {s[b_only]}?")
+            elif lead in numbers:
+                variants.append(f"What does {s[lead]} refer to, both in connection with {s[a_only]} and with {s[b_only]}?")
+            variants += [
+                f"How is {s[lead]} connected to both {s[a_only]} and {s[b_only]}?",
+                f"What does the text say about {s[lead]} in relation to {s[a_only]}, and how does that bear on {s[b_only]}?",
+            ]
+        if len(shared) >= 2:
+            second_term = shared[1]
+            context = f" where {s[a_only]} is concerned" if a_only else ""
+            variants.append(f"How do {s[lead]} and {s[second_term]} relate to each other{context}?")
+        if not variants:
+            variants.append(f"What is said about {s[lead]} in each place it comes up, and how do those mentions relate?")
+        question = variants[self._pick(request.chunk_id, "link", len(variants))]
+        terms = tuple(dict.fromkeys([*shared[:2], *(t for t in (a_only, b_only) if t)]))
+        return QuestionDraft(question=question, terms=terms)
+
+    async def pick_evidence(self, request: EvidenceRequest) -> list[int]:
+        index = self.index(request.chunk_id, request.units)
+        wanted = set(request.question.terms)
+        if not wanted:
+            raise Refusal("no_question_terms", "the question carries no terms to match evidence against")
+        return [u for u in sorted(set(request.candidates)) if wanted & set(index.unit_terms[u])]
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _pick(self, chunk_id: str, purpose: str, n: int) -> int:
+        digest = hashlib.sha256(f"{self.seed}:{purpose}:{chunk_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % n
+
+    @staticmethod
+    def _terms_of(index: _ChunkIndex, units: Sequence[int]) -> set[str]:
+        found: set[str] = set()
+        for unit in units:
+            found |= set(index.unit_terms[unit])
+        return found
+
+    def _side_term(self, index: _ChunkIndex, units: Sequence[int], exclude: set[str]) -> str | None:
+        """The best question term of these units outside ``exclude`` (None if there is none)."""
+        best: tuple[int, float, str] | None = None
+        for unit in units:
+            for term in index.rare_terms(unit):
+                if term in exclude:
+                    continue
+                candidate = self.question_rank(index, term)
+                if best is None or candidate < best:
+                    best = candidate
+        return best[2] if best else None
+
+    def _passage_question(self, request: QuestionRequest, index: _ChunkIndex) -> QuestionDraft:
+        """Chunk method: two rare terms from different units of one passage."""
+        passage = list(request.passages[0])
+        first = self._side_term(index, passage, exclude=set())
+        if first is None:
+            raise Refusal("no_rare_terms", "the passage has no rare term to ask about")
+        holders = [u for u in passage if first in index.unit_terms[u]]
+        others = [u for u in passage if u not in holders]
+        second = self._side_term(index, others, exclude={first}) or self._side_term(index, passage, exclude={first})
+        if second is None:
+            raise Refusal("no_rare_terms", "the passage has only one rare term")
+        s = index.surface
+        variants = [
+            f"How is {s[first]} related to {s[second]}?",
+            f"What does the text say about {s[first]} in connection with {s[second]}?",
+        ]
+        return QuestionDraft(variants[self._pick(request.chunk_id, "chunk", len(variants))], (first, second))
+
+    def _pair_question(
+        self, request: QuestionRequest, index: _ChunkIndex, first: Sequence[int], second: Sequence[int]
+    ) -> QuestionDraft:
+        """Pair method (or a link without terms): the rarest term of each passage."""
+        a_term = self._side_term(index, first, exclude=set())
+        b_term = self._side_term(index, second, exclude={a_term} if a_term else set())
+        if a_term is None or b_term is None:
+            raise Refusal("no_rare_terms", "a passage has no rare term to ask about")
+        s = index.surface
+        variants = [
+            f"How does {s[a_term]} relate to {s[b_term]}?",
+            f"What do {s[a_term]} and {s[b_term]} have to do with each other?",
+        ]
+        return QuestionDraft(variants[self._pick(request.chunk_id, "pair", len(variants))], (a_term, b_term))
+
