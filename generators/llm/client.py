@@ -354,10 +354,13 @@ class LLMClient:
         raise LLMRequestError(last_reason, f"{last_detail} (gave up after {self.config.max_attempts} attempts)")
 
     async def _post(self, messages: list[dict], params: dict, extra: dict) -> str:
-        raw = await self._openai.chat.completions.with_raw_response.create(
-            model=self.config.model, messages=messages, **params, **extra
+        # The openai client's generic post: its errors, headers and auth, without the per-call
+        # transform of ``chat.completions.create`` (about 1 ms of CPU per request) or pydantic.
+        return await self._openai.post(
+            "/chat/completions",
+            cast_to=str,
+            body={"model": self.config.model, "messages": messages, **params, **extra},
         )
-        return raw.http_response.text
 
     def _format_params(self, response_format: dict | None) -> dict:
         if response_format is None or self._structured == "none":

@@ -232,17 +232,17 @@ def validate_question(answer: ParsedAnswer, max_words: int = 60) -> str:
         raise Rejection("no_question")
     question = " ".join(question.split())
     if not question.endswith("?"):
-        raise Rejection("question_not_a_question", question[:80])
+        raise Rejection("not_a_question", question[:80])
     words = len(question.split())
     if words < 4:
-        raise Rejection("question_too_short", question)
+        raise Rejection("too_short", question)
     if words > max_words:
-        raise Rejection("question_too_long", question[:80])
+        raise Rejection("too_long", question[:80])
     if _INSTRUCTIONS.search(question):
-        raise Rejection("question_follows_injection", question[:80])
+        raise Rejection("follows_injection", question[:80])
     match = _NOT_SELF_CONTAINED.search(question)
     if match:
-        raise Rejection("question_not_self_contained", f"{match.group(0)!r} in {question[:80]!r}")
+        raise Rejection("not_self_contained", f"{match.group(0)!r} in {question[:80]!r}")
     return question
 
 
@@ -257,7 +257,7 @@ def validate_evidence(answer: ParsedAnswer, n_candidates: int) -> list[int]:
     for item in items:
         index = _as_int(item.get("index", item.get("id")) if isinstance(item, dict) else item)
         if index is None:
-            raise Rejection("evidence_not_an_id", repr(item)[:40])
+            raise Rejection("not_an_id", repr(item)[:40])
         if not 0 <= index < n_candidates:
             raise Rejection("index_out_of_range", f"evidence id {index} not in 0..{n_candidates - 1}")
         ids.add(index)

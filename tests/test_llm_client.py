@@ -1,0 +1,256 @@
+"""The LLM client against a real HTTP server: cache, retries, faults, limits, accounting, secrecy."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from generators.llm import prompts
+from generators.llm.cache import ResponseCache, cache_key
+from generators.llm.client import LLMClient, LLMFatalError, LLMRequestError, merge_usage
+from generators.llm.config import LLMConfig, MissingAPIKeyError, Price, resolve_api_key
+from generators.llm.ratelimit import TokenBucket
+from tests.llm_server import LLMTestServer, Reply, request_stage
+
+KEY = "sk-test-0123456789-do-not-leak"
+MESSAGES = prompts.evidence_messages("Who founded the Grendal mill?", ["Ada Lark founded the Grendal mill.", "It rained."])
+
+
+@pytest.fixture()
+def server():
+    with LLMTestServer() as running:
+        yield running
+
+
+def make_client(server: LLMTestServer, tmp_path, **overrides) -> LLMClient:
+    settings = dict(base_url=server.url, model="test-model", backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=2)
+    settings.update(overrides)
+    return LLMClient(LLMConfig(**settings), api_key=KEY, cache_path=tmp_path / "cache" / "llm.sqlite")
+
+
+async def ask(client: LLMClient, messages=MESSAGES, stage="evidence"):
+    try:
+        return await client.chat(messages, stage, response_format=prompts.EVIDENCE_FORMAT)
+    finally:
+        await client.aclose()
+
+
+def test_answer_comes_back_with_usage_and_the_key_is_sent_as_bearer(server, tmp_path):
+    response = asyncio.run(ask(make_client(server, tmp_path)))
+    assert response.text == '{"evidence": [0]}'
+    assert response.cached is False
+    assert response.usage.prompt_tokens > 0 and response.usage.completion_tokens > 0
+    assert server.authorizations == {f"Bearer {KEY}"}
+
+
+def test_second_identical_request_is_served_from_the_cache(server, tmp_path):
+    first = asyncio.run(ask(make_client(server, tmp_path)))
+    client = make_client(server, tmp_path)
+    second = asyncio.run(ask(client))
+    assert server.requests == 1
+    assert second.cached is True and second.text == first.text and second.usage == first.usage
+    assert client.usage.stage("evidence").cache_hits == 1
+    assert client.usage.stage("evidence").requests == 0
+
+
+def test_cache_key_changes_with_model_messages_and_parameters():
+    base = cache_key("m", MESSAGES, {"temperature": 0})
+    assert base == cache_key("m", [dict(m) for m in MESSAGES], {"temperature": 0})
+    assert base != cache_key("m2", MESSAGES, {"temperature": 0})
+    assert base != cache_key("m", MESSAGES[:1], {"temperature": 0})
+    assert base != cache_key("m", MESSAGES, {"temperature": 0.7})
+
+
+def test_identical_requests_in_flight_together_reach_the_server_once(server, tmp_path):
+    server.latency_s = 0.2
+    client = make_client(server, tmp_path)
+
+    async def both():
+        try:
+            return await asyncio.gather(*(client.chat(MESSAGES, "evidence") for _ in range(5)))
+        finally:
+            await client.aclose()
+
+    answers = asyncio.run(both())
+    assert server.requests == 1
+    assert {a.text for a in answers} == {'{"evidence": [0]}'}
+    assert client.usage.stage("evidence").requests == 1
+
+
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        (Reply(status=429, headers={"retry-after": "0"}), "rate_limited"),
+        (Reply(status=500), "server_error"),
+        (Reply(status=503), "server_error"),
+        (Reply(drop=True), "connection_error"),
+        (Reply(delay_s=1.0), "timeout"),
+        (Reply(body="<html>502 bad gateway</html>"), "bad_response"),
+    ],
+)
+def test_transient_faults_are_retried_until_an_answer_comes(server, tmp_path, fault, reason):
+    server.inject(fault, times=2)
+    client = make_client(server, tmp_path, timeout_s=0.5)
+    response = asyncio.run(ask(client))
+    usage = client.usage.stage("evidence")
+    assert response.text == '{"evidence": [0]}'
+    assert (server.requests, usage.attempts, usage.retries, usage.requests) == (3, 3, 2, 1)
+    assert usage.failures == {}
+
+
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        (Reply(status=429), "rate_limited"),
+        (Reply(status=500), "server_error"),
+        (Reply(drop=True), "connection_error"),
+        (Reply(delay_s=1.0), "timeout"),
+    ],
+)
+def test_a_fault_that_persists_fails_after_max_attempts_under_its_reason(server, tmp_path, fault, reason):
+    server.inject(fault, times=100)
+    client = make_client(server, tmp_path, max_attempts=3, timeout_s=0.3)
+    with pytest.raises(LLMRequestError) as raised:
+        asyncio.run(ask(client))
+    assert raised.value.reason == reason
+    assert server.requests == 3
+    assert client.usage.stage("evidence").failures == {reason: 1}
+    assert len(client.cache) == 0  # failures are not cached: a rerun asks again
+
+
+def test_retry_after_is_honoured(server, tmp_path):
+    server.inject(Reply(status=429, headers={"retry-after": "0.6"}))
+    client = make_client(server, tmp_path, backoff_base_s=0.0)
+    started = time.monotonic()
+    asyncio.run(ask(client))
+    assert time.monotonic() - started >= 0.6
+    assert server.requests == 2
+
+
+def test_a_client_error_is_not_retried(server, tmp_path):
+    server.inject(Reply(status=413), times=5)
+    client = make_client(server, tmp_path)
+    with pytest.raises(LLMRequestError) as raised:
+        asyncio.run(ask(client))
+    assert raised.value.reason == "http_413"
+    assert server.requests == 1
+
+
+def test_bad_key_stops_the_run_with_a_message_naming_the_variable(server, tmp_path):
+    server.inject(Reply(status=401), times=5)
+    with pytest.raises(LLMFatalError, match="OPENAI_API_KEY"):
+        asyncio.run(ask(make_client(server, tmp_path)))
+
+
+def test_server_rejecting_json_schema_falls_back_to_json_object_then_none(server, tmp_path):
+    server.inject(Reply(status=400), times=1, match=lambda r: r.get("response_format", {}).get("type") == "json_schema")
+    server.inject(Reply(status=400), times=1, match=lambda r: r.get("response_format", {}).get("type") == "json_object")
+    client = make_client(server, tmp_path)
+    response = asyncio.run(ask(client))
+    assert response.text == '{"evidence": [0]}'
+    assert [r.get("response_format", {}).get("type") for r in server.received] == ["json_schema", "json_object", None]
+
+
+def test_concurrency_is_bounded(server, tmp_path):
+    server.latency_s = 0.1
+    client = make_client(server, tmp_path, concurrency=3)
+    peak = 0
+
+    async def run():
+        nonlocal peak
+
+        async def watch():
+            nonlocal peak
+            while True:
+                peak = max(peak, client.usage.in_flight)
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.ensure_future(watch())
+        questions = [prompts.evidence_messages(f"Question {i}?", ["a", "b"]) for i in range(12)]
+        await asyncio.gather(*(client.chat(m, "evidence") for m in questions))
+        watcher.cancel()
+        await client.aclose()
+
+    asyncio.run(run())
+    assert peak == 3
+    assert server.requests == 12
+
+
+def test_token_bucket_paces_requests_after_the_burst():
+    now = [0.0]
+    bucket = TokenBucket(per_minute=60, clock=lambda: now[0])  # 1 per second, burst of 60
+    assert bucket.wait_time(60) == 0
+    bucket._level -= 60
+    assert bucket.wait_time(1) == pytest.approx(1.0)
+    now[0] = 30.0
+    assert bucket.wait_time(1) == 0 and bucket.wait_time(45) == pytest.approx(15.0)
+
+
+def test_requests_per_minute_limit_slows_the_client(server, tmp_path):
+    client = make_client(server, tmp_path, rpm=600)  # 10/s after a burst of 600
+
+    async def run():
+        client._bind_loop()
+        client._limiter.requests._level = 0  # spend the burst, so the steady pace shows
+        questions = [prompts.evidence_messages(f"Question {i}?", ["a", "b"]) for i in range(5)]
+        started = time.monotonic()
+        await asyncio.gather(*(client.chat(m, "evidence") for m in questions))
+        await client.aclose()
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(run())
+    assert elapsed >= 0.45  # 5 requests at 10/s from an empty bucket
+
+
+def test_cost_is_counted_per_stage_from_the_price_table(server, tmp_path):
+    client = make_client(server, tmp_path, prices={"test-model": Price(input=1.0, output=2.0)})
+    response = asyncio.run(ask(client))
+    usage = client.usage.stage("evidence")
+    expected = (response.usage.prompt_tokens * 1.0 + response.usage.completion_tokens * 2.0) / 1e6
+    assert usage.cost_usd == pytest.approx(expected)
+    assert client.usage.as_dict()["total"]["cost_usd"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_usage_from_shards_adds_up():
+    one = {"stages": {"links": {"requests": 2, "cache_hits": 1, "attempts": 3, "retries": 1, "failures": {"timeout": 1},
+                                "prompt_tokens": 10, "completion_tokens": 5, "cached_tokens": 7, "cost_usd": 0.5}}}
+    merged = merge_usage([one, one])
+    assert merged["stages"]["links"]["requests"] == 4
+    assert merged["stages"]["links"]["failures"] == {"timeout": 2}
+    assert merged["total"]["cost_usd"] == 1.0 and merged["total"]["cached_tokens"] == 14
+
+
+def test_key_never_reaches_logs_cache_or_repr(server, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    server.inject(Reply(status=500))
+    client = make_client(server, tmp_path)
+    asyncio.run(ask(client))
+    assert KEY not in caplog.text
+    assert KEY not in repr(client)
+    client.close_cache()
+    for path in (tmp_path / "cache").iterdir():
+        assert KEY.encode() not in path.read_bytes()
+
+
+def test_api_key_comes_from_the_named_variable():
+    config = LLMConfig(api_key_env="MY_LLM_KEY")
+    assert resolve_api_key(config, {"MY_LLM_KEY": "abc"}) == "abc"
+    with pytest.raises(MissingAPIKeyError, match="MY_LLM_KEY"):
+        resolve_api_key(config, {})
+    assert resolve_api_key(LLMConfig(base_url="http://127.0.0.1:8000/v1"), {}) is None
+
+
+def test_server_classifies_stages_by_format_name():
+    assert request_stage({"response_format": prompts.LINKS_FORMAT}) == "links"
+    assert request_stage({"messages": prompts.question_messages([["a"]])}) == "question"
+
+
+def test_cache_survives_reopening(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    cache.put("k", "m", "links", '{"x": 1}', 3, 4)
+    cache.close()
+    reopened = ResponseCache(tmp_path / "c.sqlite")
+    assert reopened.get("k").response == '{"x": 1}' and reopened.get("k").completion_tokens == 4
+    assert reopened.get("other") is None
