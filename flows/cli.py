@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import typer
 
+from flows import cli_evaluate
 from flows import cli_inspect
 from flows import cli_flows
 
@@ -22,6 +23,8 @@ def _root() -> None:
 app.command("inspect")(cli_inspect.inspect)
 app.command("serve")(cli_flows.serve)
 app.command("demo")(cli_flows.demo)
+app.command("evaluate")(cli_evaluate.evaluate)
+app.command("retrieve")(cli_evaluate.retrieve)
 
 
 def main() -> None:
