@@ -27,6 +27,7 @@ FORMATS = {".txt": "text", ".md": "markdown", ".html": "html", ".htm": "html",
 _BINARY_SNIFF_BYTES = 8192
 _PARQUET_BATCH_ROWS = 64
 _SKIP_CHUNK = 1 << 20
+_CP1252_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,13 @@ def decode_bytes(data: bytes, encoding: str | None) -> tuple[str, str | None]:
         raise DecodeError("binary", "binary file (NUL bytes); not a text document")
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = list(from_bytes(data))
+    best = matches[0] if matches else None
+    # Short runs of accents fit several Latin code pages equally well; Windows-1252 is by far the
+    # most common of them, so it wins when it is about as plausible as the detector's first pick.
+    windows = next((m for m in matches if m.encoding == "cp1252"), None)
+    if best is not None and windows is not None and windows.chaos <= best.chaos + _CP1252_MARGIN:
+        best = windows
     if best is None:
         raise DecodeError(
             "not_decodable", f"not UTF-8 at byte {first_bad} and no encoding detected (set encoding)"

@@ -1,0 +1,138 @@
+"""Segmentation into retrieval units: no text lost, merging, splitting, exact tokens."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from pipeline.config import CorpusConfig
+from pipeline.segment import Segmenter
+from pipeline.tokenize import load_tokenizer, tokenize_units
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tokenizer_path):
+    return load_tokenizer(str(tokenizer_path))
+
+
+@pytest.fixture(scope="module")
+def config(tokenizer_path):
+    return CorpusConfig(tokenizer=str(tokenizer_path))
+
+
+@pytest.fixture(scope="module")
+def segmenter(config, tokenizer):
+    return Segmenter(config, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def book_text(dev_corpus):
+    """The first 60,000 characters of the first dev-corpus book."""
+    with gzip.open(dev_corpus / "gutenberg.jsonl.gz", "rt") as handle:
+        return json.loads(handle.readline())["text"][:60_000]
+
+
+def _token_counts(units, tokenizer):
+    _, ends = tokenize_units(units, tokenizer)
+    return [end - previous for previous, end in zip([-1, *ends], ends)]
+
+
+def test_units_concatenate_back_to_the_text(segmenter, book_text):
+    units = segmenter.units(book_text)
+    assert "".join(units) == book_text
+    assert len(units) > 100
+
+
+def test_every_unit_has_at_least_min_unit_tokens(segmenter, tokenizer, book_text, config):
+    counts = _token_counts(segmenter.units(book_text), tokenizer)
+    assert min(counts) >= config.min_unit_tokens
+
+
+def test_no_unit_exceeds_the_largest_possible_size(segmenter, tokenizer, book_text, config):
+    counts = _token_counts(segmenter.units(book_text), tokenizer)
+    assert max(counts) < config.max_unit_tokens + 2 * config.min_unit_tokens
+
+
+def test_whitespace_between_sentences_opens_the_next_unit(segmenter, book_text):
+    units = segmenter.units(book_text)
+    assert all(not unit[-1].isspace() for unit in units)
+    assert sum(unit.startswith("\n\n") for unit in units) > 10
+
+
+def test_segment_tokens_equal_tokenizing_each_unit_on_its_own(segmenter, tokenizer, book_text):
+    segmented = segmenter.segment(book_text)
+    assert (segmented.token_ids, segmented.sentence_ends) == tokenize_units(segmented.units, tokenizer)
+
+
+def test_short_sentences_are_merged_into_one_unit(segmenter):
+    text = "Yes. No. Maybe. " * 6 + "Stop."
+    units = segmenter.units(text)
+    assert units == [text]
+
+
+def test_a_text_shorter_than_min_unit_tokens_is_one_unit(segmenter):
+    assert segmenter.units("Hi there.") == ["Hi there."]
+
+
+def test_a_long_sentence_is_split_after_a_clause(tokenizer, tokenizer_path):
+    config = CorpusConfig(tokenizer=str(tokenizer_path), min_unit_tokens=4, max_unit_tokens=20)
+    segmenter = Segmenter(config, tokenizer)
+    clause = "the river ran past the old mill and the quiet houses of the village"
+    text = f"In spring {clause}, and in summer {clause}; and in autumn {clause}."
+    units = segmenter.units(text)
+    assert "".join(units) == text
+    assert len(units) >= 3
+    assert all(unit.endswith((",", ";", ".")) for unit in units[:2])
+    assert max(_token_counts(units, tokenizer)) <= 20 + 2 * 4
+
+
+def test_a_sentence_without_clauses_is_split_at_whitespace(tokenizer, tokenizer_path):
+    config = CorpusConfig(tokenizer=str(tokenizer_path), min_unit_tokens=4, max_unit_tokens=16)
+    segmenter = Segmenter(config, tokenizer)
+    text = " ".join(["word"] * 100) + "."
+    units = segmenter.units(text)
+    assert "".join(units) == text
+    assert all(unit.strip() for unit in units)
+    assert max(_token_counts(units, tokenizer)) <= 16
+    assert all(units[i + 1].startswith(" ") for i in range(len(units) - 1))
+
+
+def test_a_run_without_whitespace_is_split_between_tokens(tokenizer, tokenizer_path):
+    config = CorpusConfig(tokenizer=str(tokenizer_path), min_unit_tokens=4, max_unit_tokens=16)
+    segmenter = Segmenter(config, tokenizer)
+    text = "abcdefghij0123456789" * 40
+    segmented = segmenter.segment(text)
+    assert "".join(segmented.units) == text
+    assert len(segmented.units) > 5
+    assert (segmented.token_ids, segmented.sentence_ends) == tokenize_units(segmented.units, tokenizer)
+
+
+def test_paragraph_breaks_end_a_sentence(tokenizer, tokenizer_path):
+    config = CorpusConfig(tokenizer=str(tokenizer_path), min_unit_tokens=1)
+    segmenter = Segmenter(config, tokenizer)
+    assert segmenter.sentences("CHAPTER ONE\n\nIt was a dark night") == ["CHAPTER ONE", "\n\nIt was a dark night"]
+
+
+def test_regex_segmenter_keeps_abbreviations_inside_a_sentence(tokenizer, tokenizer_path):
+    config = CorpusConfig(tokenizer=str(tokenizer_path), min_unit_tokens=1, segmenter="regex")
+    segmenter = Segmenter(config, tokenizer)
+    sentences = segmenter.sentences("Mr. Smith met Dr. Jones. They talked! Did they agree? Yes.")
+    assert sentences == ["Mr. Smith met Dr. Jones.", " They talked!", " Did they agree?", " Yes."]
+
+
+def test_regex_and_spacy_segmenters_both_keep_every_character(tokenizer, tokenizer_path, book_text):
+    for name in ("sentencizer", "regex"):
+        segmenter = Segmenter(CorpusConfig(tokenizer=str(tokenizer_path), segmenter=name), tokenizer)
+        assert "".join(segmenter.units(book_text)) == book_text
+
+
+def test_unknown_spacy_pipeline_names_the_fix(tokenizer, tokenizer_path):
+    with pytest.raises(ValueError, match="en_core_nothing.*sentencizer"):
+        Segmenter(CorpusConfig(tokenizer=str(tokenizer_path), segmenter="en_core_nothing"), tokenizer)
+
+
+def test_special_token_text_survives_segmentation(segmenter, tokenizer):
+    text = "A model emits <|endoftext|> at the end of a document, and the pipeline must keep it intact."
+    segmented = segmenter.segment(text)
+    assert tokenizer.decode(segmented.token_ids, skip_special_tokens=False) == text
