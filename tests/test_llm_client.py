@@ -254,3 +254,21 @@ def test_cache_survives_reopening(tmp_path):
     reopened = ResponseCache(tmp_path / "c.sqlite")
     assert reopened.get("k").response == '{"x": 1}' and reopened.get("k").completion_tokens == 4
     assert reopened.get("other") is None
+
+
+def test_progress_display_shows_the_sum_of_clients_created_inside_it(server, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from generators.llm.progress import show_llm_progress
+
+    output = io.StringIO()
+    with show_llm_progress(Console(file=output, width=100, force_terminal=False)) as board:
+        asyncio.run(ask(make_client(server, tmp_path)))
+        asyncio.run(ask(make_client(server, tmp_path)))  # served from the cache
+        stages, in_flight = board.totals()
+    assert (stages["total"].requests, stages["total"].cache_hits, in_flight) == (1, 1, 0)
+    assert "evidence" in output.getvalue() and "cache hits" in output.getvalue()
+    outside = make_client(server, tmp_path)
+    assert all(tracker is not outside.usage for tracker in board._trackers)

@@ -190,6 +190,9 @@ class LLMClient:
         self._semaphore: asyncio.Semaphore | None = None
         self._limiter: RateLimiter | None = None
         self._pending: dict[str, asyncio.Future] = {}
+        from generators.llm.progress import watch
+
+        watch(self.usage)
 
     def __repr__(self) -> str:  # never show the key
         return f"LLMClient(base_url={self.config.base_url!r}, model={self.config.model!r})"

@@ -69,9 +69,13 @@ class LLMConfig(BaseModel):
     def output_fields(self) -> dict:
         """The settings that change what the model answers (and so belong in a dataset version id).
 
-        Throughput settings (concurrency, rate limits, timeouts, retries) and prices do not.
+        Throughput settings (concurrency, rate limits, timeouts, retries) and prices do not; the
+        prompt version does.
         """
-        return self.model_dump(mode="json", include={"model", "temperature", "max_tokens", "seed", "structured_output"})
+        from generators.llm.prompts import PROMPT_VERSION
+
+        fields = self.model_dump(mode="json", include={"model", "temperature", "max_tokens", "seed", "structured_output"})
+        return {**fields, "prompt_version": PROMPT_VERSION}
 
 
 class MissingAPIKeyError(RuntimeError):

@@ -1,48 +1,87 @@
-"""Live console progress of an LLM client: done, in flight, failed, cache hits, tokens, cost."""
+"""Live console progress of the LLM clients: done, in flight, failed, cache hits, tokens, cost.
+
+The CLI wraps a run in ``with show_llm_progress():``; every :class:`LLMClient` created while it
+is open (one per shard, in worker threads) registers its usage tracker, and one rich display
+shows their sum, refreshed four times a second. Outside that block nothing is displayed.
+"""
 from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from generators.llm.client import UsageTracker
+from generators.llm.client import StageUsage, UsageTracker
 
 
-class UsageView:
-    """A rich renderable that reads the tracker each time the display refreshes."""
+class ProgressBoard:
+    """The sum of every registered tracker, as a rich renderable."""
 
-    def __init__(self, tracker: UsageTracker, title: str = "LLM") -> None:
-        self.tracker = tracker
+    def __init__(self, title: str = "LLM requests") -> None:
         self.title = title
+        self._trackers: list[UsageTracker] = []
+        self._lock = threading.Lock()
+
+    def register(self, tracker: UsageTracker) -> None:
+        with self._lock:
+            self._trackers.append(tracker)
+
+    def totals(self) -> tuple[dict[str, StageUsage], int]:
+        """Per-stage sums and the number of requests in flight now."""
+        with self._lock:
+            trackers = list(self._trackers)
+        combined = UsageTracker()
+        in_flight = 0
+        for tracker in trackers:
+            in_flight += tracker.in_flight
+            for name, usage in list(tracker.stages.items()):
+                into = combined.stage(name)
+                for field in ("requests", "cache_hits", "attempts", "retries", "prompt_tokens", "completion_tokens", "cached_tokens"):
+                    setattr(into, field, getattr(into, field) + getattr(usage, field))
+                into.cost_usd += usage.cost_usd
+                into.failures.update(usage.failures)
+        stages = dict(sorted(combined.stages.items()))
+        stages["total"] = combined.total()
+        return stages, in_flight
 
     def __rich__(self) -> Table:
-        table = Table(title=self.title, title_justify="left", box=None, pad_edge=False)
-        for column in ("stage", "done", "in flight", "failed", "cache hits", "retries", "tokens", "cost $"):
+        stages, in_flight = self.totals()
+        table = Table(title=f"{self.title} ({in_flight} in flight)", title_justify="left", box=None, pad_edge=False)
+        for column in ("stage", "done", "failed", "cache hits", "retries", "tokens", "cost $"):
             table.add_column(column, justify="left" if column == "stage" else "right")
-        rows = list(self.tracker.stages.items()) + [("total", self.tracker.total())]
-        for name, usage in rows:
+        for name, usage in stages.items():
             table.add_row(
                 name,
-                str(usage.requests + usage.cache_hits),
-                str(self.tracker.in_flight) if name == "total" else "",
-                str(sum(usage.failures.values())),
-                str(usage.cache_hits),
-                str(usage.retries),
+                f"{usage.requests + usage.cache_hits:,}",
+                f"{sum(usage.failures.values()):,}",
+                f"{usage.cache_hits:,}",
+                f"{usage.retries:,}",
                 f"{usage.prompt_tokens + usage.completion_tokens:,}",
                 f"{usage.cost_usd:.4f}",
             )
         return table
 
 
-class LLMProgress:
-    """``with LLMProgress(client.usage): ...`` shows the totals live (4 refreshes a second)."""
+_active: ProgressBoard | None = None
 
-    def __init__(self, tracker: UsageTracker, console: Console | None = None, title: str = "LLM") -> None:
-        self._live = Live(UsageView(tracker, title), console=console, refresh_per_second=4, transient=False)
 
-    def __enter__(self) -> "LLMProgress":
-        self._live.__enter__()
-        return self
+def watch(tracker: UsageTracker) -> None:
+    """Show ``tracker`` on the open progress display, if there is one."""
+    if _active is not None:
+        _active.register(tracker)
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._live.__exit__(*exc_info)
+
+@contextmanager
+def show_llm_progress(console: Console | None = None) -> Iterator[ProgressBoard]:
+    """Display the LLM clients' progress live while the block runs."""
+    global _active
+    board = ProgressBoard()
+    previous, _active = _active, board
+    try:
+        with Live(board, console=console, refresh_per_second=4):
+            yield board
+    finally:
+        _active = previous
