@@ -1,0 +1,77 @@
+"""`linkscan evaluate` and `linkscan retrieve` through the typer app."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def test_evaluate_writes_the_report_to_out(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = runner.invoke(app, [
+        "evaluate", "--benchmarks", str(dev_evalsets), "--only", "paperqa_4k", "--retriever", "bm25",
+        "--retriever", "oracle", "--k", "20", "--max-questions", "4", "--out", str(out),
+        "--tokenizer", str(tokenizer_path),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "| paperqa_4k | oracle | 4 |" in result.output
+    assert f"report: {out / 'report.md'}" in result.output
+    summary = json.loads((out / "config.json").read_text())
+    assert summary["config"]["retrievers"] == ["bm25", "oracle"]
+    assert summary["config"]["k"] == 20 and summary["config"]["only"] == ["paperqa_4k"]
+    assert (out / "recall_at_k.png").is_file()
+
+
+def test_evaluate_defaults_to_data_evals_run_id(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, [
+        "evaluate", "--benchmarks", str(dev_evalsets), "--only", "natural_question", "--retriever", "random",
+        "--max-questions", "2", "--data", str(tmp_path), "--tokenizer", str(tokenizer_path),
+    ])
+    assert result.exit_code == 0, result.output
+    [run] = list((tmp_path / "evals").iterdir())
+    assert (run / "report.md").is_file()
+    assert json.loads((run / "config.json").read_text())["run_id"] == run.name
+
+
+def test_evaluate_unknown_benchmark_is_a_clear_error(dev_evalsets: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--benchmarks", str(dev_evalsets), "--only", "squad", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no benchmark named squad; available:" in result.output
+
+
+def test_evaluate_unknown_retriever_is_a_clear_error(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, [
+        "evaluate", "--benchmarks", str(dev_evalsets), "--only", "tpo", "--retriever", "bm99",
+        "--out", str(tmp_path), "--tokenizer", str(tokenizer_path),
+    ])
+    assert result.exit_code == 2
+    assert "unknown retriever 'bm99'" in result.output
+
+
+def test_evaluate_llm_url_needs_a_model(dev_evalsets: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--benchmarks", str(dev_evalsets), "--llm-base-url", "http://127.0.0.1:9/v1"])
+    assert result.exit_code == 2
+    assert "--llm-base-url and --llm-model go together" in result.output
+
+
+def test_retrieve_prints_the_top_units_best_first(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
+    with gzip.open(dev_evalsets / "paperqa_4k.documents.jsonl.gz", "rt", encoding="utf-8") as handle:
+        first = json.loads(handle.readline())
+    document = tmp_path / "paper.txt"
+    document.write_text(first["text"], encoding="utf-8")
+    result = runner.invoke(app, [
+        "retrieve", "--retriever", "bm25", "--document", str(document), "--k", "3",
+        "--question", "How to get additional knowledge for entities?", "--tokenizer", str(tokenizer_path),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "bm25: top 3 of" in result.output
+    lines = [line for line in result.output.splitlines() if line.strip().startswith(("│ 1 ", "│ 2 ", "│ 3 "))]
+    assert len(lines) == 3
+    scores = [float(line.split("│")[3]) for line in lines]
+    assert scores == sorted(scores, reverse=True)
