@@ -52,6 +52,7 @@ class OfflineConfig(BaseModel):
     max_df_fraction: float = Field(0.05, gt=0, le=1, description="a term is rare in at most this share of units")
     min_word_chars: int = Field(4, ge=1, description="content words shorter than this are ignored")
     name_weight: float = Field(1.5, ge=0, description="weight multiplier of capitalised names")
+    phrase_weight: float = Field(2.0, ge=0, description="weight multiplier of two-word phrases")
     number_weight: float = Field(1.5, ge=0, description="weight multiplier of numbers")
     max_links_per_anchor: int = Field(8, ge=1, description="links returned per anchor, strongest first")
 

@@ -43,6 +43,7 @@ _EXTRA_STOP = {
 
 # Word endings of verbs, adverbs and adjectives: such words make poor question subjects.
 _NON_NOUN_ENDINGS = ("ing", "ed", "ly", "ful", "ous", "ive", "ible", "able")
+_PHRASE_GAP = re.compile(r"[ \t]*\n?[ \t]*")
 _SENTENCE_END = frozenset(".!?:;“‘([")
 _CLOSING = frozenset("\"'”’)]")
 
@@ -78,7 +79,7 @@ def _stop_words() -> frozenset[str]:
 @dataclass(frozen=True)
 class Term:
     key: str  # lower-cased form, the identity of the term
-    kind: str  # "word", "name" or "number"
+    kind: str  # "word", "phrase", "name", "number", or "opener" (capitalised at a sentence start)
 
 
 @dataclass
@@ -109,21 +110,25 @@ class OfflineBackend:
 
     # -- term index ------------------------------------------------------------------------------
     def unit_terms(self, text: str, surface: dict[str, str] | None = None) -> dict[str, Term]:
-        """The terms of one unit: content words, capitalised names and numbers, by key.
+        """The terms of one unit: content words, two-word phrases, capitalised names and numbers.
 
         A capitalised token counts as a name unless it opens a sentence; short acronyms, camel case
-        and identifiers with digits (``FEC``, ``LTEnc``, ``RFC3453``) count as names too.
+        and identifiers with digits (``FEC``, ``LTEnc``, ``RFC3453``) count as names too. Two
+        adjacent content words form a phrase (``environmental protection``), a name if both are.
         ``surface`` (if given) collects the first form each term was seen in, away from a sentence start.
         """
         terms: dict[str, Term] = {}
+        previous: tuple[str, str, int, bool] | None = None  # key, shown form, end offset, is a name
         for match in _TOKEN_RE.finditer(text):
             token = match.group()
             if token[0].isdigit():
+                previous = None
                 if sum(c.isdigit() for c in token) >= 2:
                     terms.setdefault(token, Term(token, "number"))
                 continue
             lower = token.lower()
             if lower in self._stop or len(lower) < 2:
+                previous = None
                 continue
             opens = _opens_sentence(text, match.start())
             shouted = token.isupper() and len(token) > 8  # a heading in capitals, not an acronym
@@ -133,14 +138,27 @@ class OfflineBackend:
                 or inner_capitals  # acronyms and camel case: FEC, LTEnc
                 or token[0].isupper() and not opens
             )
+            shown = token if is_name or not opens and not shouted else lower
             if is_name:
                 terms[lower] = Term(lower, "name")
             elif len(lower) >= self.config.min_word_chars:
-                terms.setdefault(lower, Term(lower, "word"))
-            else:
-                continue
+                # A capitalised sentence opener may be a name or not: the other occurrences decide.
+                terms.setdefault(lower, Term(lower, "opener" if token[0].isupper() else "word"))
             if surface is not None and not shouted and (is_name or not opens):
                 surface.setdefault(lower, token)
+            # Phrases end in a noun-like word and do not start with a verb form ("refused", "making").
+            if (
+                previous is not None
+                and not lower.endswith(_NON_NOUN_ENDINGS)
+                and not previous[0].endswith(("ed", "ing", "ly"))
+                and _PHRASE_GAP.fullmatch(text, previous[2], match.start())
+            ):
+                key = f"{previous[0]} {lower}"
+                kind = "name" if previous[3] and is_name else "phrase"
+                terms[key] = Term(key, kind)
+                if surface is not None:
+                    surface.setdefault(key, f"{previous[1]} {shown}")
+            previous = (lower, shown, match.end(), is_name)
         return terms
 
     def index(self, chunk_id: str, units: Sequence[str]) -> _ChunkIndex:
@@ -156,15 +174,23 @@ class OfflineBackend:
             terms = self.unit_terms(text, surface)
             unit_terms.append(terms)
             df.update(terms.keys())
-        # A term is a name only if the chunk never writes it in lower case ("Directory" vs "directory").
+        # A term is a name only if the chunk never writes it in lower case ("Directory" vs "directory");
+        # a capitalised sentence opener is a name if it is one elsewhere, else a word.
         kinds: dict[str, str] = {}
+        priority = {"word": 3, "name": 2, "phrase": 2, "number": 2, "opener": 1}
         for terms in unit_terms:
             for term in terms.values():
-                if term.kind == "word" or term.key not in kinds:
+                if priority[term.kind] > priority[kinds.get(term.key, "opener")] or term.key not in kinds:
                     kinds[term.key] = term.kind
+        kinds = {key: "word" if kind == "opener" else kind for key, kind in kinds.items()}
         n = len(units)
         max_df = max(2, int(self.config.max_df_fraction * n))
-        multiplier = {"word": 1.0, "name": self.config.name_weight, "number": self.config.number_weight}
+        multiplier = {
+            "word": 1.0,
+            "phrase": self.config.phrase_weight,
+            "name": self.config.name_weight,
+            "number": self.config.number_weight,
+        }
         weight = {
             term: math.log((n + 1) / count) * multiplier[kinds[term]]
             for term, count in df.items()
@@ -179,9 +205,9 @@ class OfflineBackend:
         return built
 
     def question_rank(self, index: _ChunkIndex, term: str) -> tuple[int, float, str]:
-        """Sort key of terms for a question: names, then noun-like words, numbers, other words."""
+        """Sort key of terms for a question: names and phrases, noun-like words, numbers, other words."""
         kind = index.kind[term]
-        if kind == "name":
+        if kind in ("name", "phrase"):
             rank = 0
         elif kind == "number":
             rank = 2
@@ -233,9 +259,11 @@ class OfflineBackend:
             sides = (list(first), list(second))
         if not shared:
             return self._pair_question(request, index, first, second)
+        shared = _distinct(sorted(shared, key=lambda t: self.question_rank(index, t)))
         a_only = self._side_term(index, sides[0], exclude=set(shared) | self._terms_of(index, sides[1]))
-        b_only = self._side_term(index, sides[1], exclude=set(shared) | self._terms_of(index, sides[0]) | {a_only})
-        shared.sort(key=lambda t: self.question_rank(index, t))
+        b_only = self._side_term(
+            index, sides[1], exclude=set(shared) | self._terms_of(index, sides[0]) | {a_only or ""}
+        )
         lead = shared[0]
         names = [t for t in shared if index.kind[t] == "name"]
         numbers = [t for t in shared if index.kind[t] == "number"]
@@ -282,9 +310,10 @@ class OfflineBackend:
     def _side_term(self, index: _ChunkIndex, units: Sequence[int], exclude: set[str]) -> str | None:
         """The best question term of these units outside ``exclude`` (None if there is none)."""
         best: tuple[int, float, str] | None = None
+        excluded_words = {word for term in exclude for word in term.split()}
         for unit in units:
             for term in index.rare_terms(unit):
-                if term in exclude:
+                if term in exclude or excluded_words.intersection(term.split()):
                     continue
                 candidate = self.question_rank(index, term)
                 if best is None or candidate < best:
@@ -324,3 +353,16 @@ class OfflineBackend:
         ]
         return QuestionDraft(variants[self._pick(request.chunk_id, "pair", len(variants))], (a_term, b_term))
 
+
+def _distinct(terms: list[str]) -> list[str]:
+    """Terms in order, without those that share a word with an earlier one ("protection" after
+    "environmental protection")."""
+    kept: list[str] = []
+    words: set[str] = set()
+    for term in terms:
+        parts = set(term.split())
+        if parts & words:
+            continue
+        kept.append(term)
+        words |= parts
+    return kept

@@ -1,0 +1,398 @@
+"""The generation stage: corpus -> chunks -> link graphs -> examples, published as a dataset version.
+
+Three steps, so a flow can map the middle one over workers::
+
+    plan = plan_generation(config, data_root)        # version id, shards and their input files
+    for index in range(plan.num_shards):
+        generate_shard(plan, index)                  # idempotent; writes through VersionStaging
+    path = publish_generation(plan)                  # lock, aggregate stats, card, manifest
+
+:func:`run_generation` does all three in one process. The version id is a hash of the resolved
+config and the input fingerprints, so a rerun finds the same staging folder: shards finished by an
+earlier (killed) run are skipped, the others are rebuilt, and since every choice is seeded from the
+config and the chunk, the shards come out byte-identical either way.
+
+A shard is a group of input files (balanced by size); exact duplicates are removed within a shard.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generators.config import GenerateConfig, version_config
+from generators.graph import graph_diagnostics, graph_links, link_graph
+from generators.methods import ChunkOutcome, generate_for_chunk
+from pipeline.drops import Drops
+from pipeline.store import DatasetWriter, VersionStaging, published_version, version_id
+from schemas import records_to_table
+
+log = logging.getLogger("linkscan")
+
+ARTIFACTS = ("chunks", "links", "examples")
+
+
+class GenerationError(RuntimeError):
+    """The stage cannot run as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """What every shard task needs (picklable: plain values and the config)."""
+
+    name: str
+    version: str
+    data_root: str
+    config: GenerateConfig
+    fingerprints: dict
+    shard_inputs: tuple[tuple[str, ...], ...]
+    already_published: str | None = None
+    # Resolved by the caller from the environment variable the LLM config names; never persisted.
+    api_key: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.shard_inputs)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    name: str
+    version: str
+    path: Path
+    manifest: dict
+    newly_published: bool
+
+
+def make_backend(config: GenerateConfig, *, cache_dir: Path | None = None, api_key: str | None = None):
+    """The back end ``config.generator`` names: the offline one, or the LLM one (helper module)."""
+    if config.generator == "offline":
+        from generators.offline import OfflineBackend
+
+        return OfflineBackend(config.offline, seed=config.seed)
+    if config.generator == "llm":
+        from generators.llm.backend import LLMBackend
+
+        return LLMBackend(config.llm, api_key=api_key, cache_dir=cache_dir)
+    raise GenerationError(f"generator {config.generator!r}: use offline or llm")
+
+
+def _balanced_groups(files: list[Path], groups: int) -> tuple[tuple[str, ...], ...]:
+    """Files spread over ``groups`` groups of similar total size (largest first, deterministic)."""
+    sizes = {f: (f.stat().st_size if f.is_file() else 0) for f in files}
+    bins: list[list[Path]] = [[] for _ in range(groups)]
+    totals = [0] * groups
+    for path in sorted(files, key=lambda f: (-sizes[f], str(f))):
+        smallest = min(range(groups), key=lambda i: (totals[i], i))
+        bins[smallest].append(path)
+        totals[smallest] += sizes[path]
+    return tuple(tuple(str(p) for p in sorted(group)) for group in bins)
+
+
+def plan_generation(config: GenerateConfig, data_root: Path | str, *, api_key: str | None = None) -> GenerationPlan:
+    """The version id, the shards and their input files; notes whether the version is already published."""
+    from pipeline.corpus import fingerprint_inputs, list_inputs
+
+    if not config.corpus:
+        raise GenerationError("no corpus given: pass --corpus PATH (files, folders or globs) or set corpus in the config")
+    try:
+        files = list_inputs(config.corpus)
+    except ValueError as error:
+        raise GenerationError(str(error)) from None
+    fingerprints = fingerprint_inputs(config.corpus)
+    version = version_id(version_config(config), fingerprints)
+    published = published_version(data_root, config.name, version)
+    return GenerationPlan(
+        name=config.name,
+        version=version,
+        data_root=str(data_root),
+        config=config,
+        fingerprints=fingerprints,
+        shard_inputs=_balanced_groups(files, min(config.num_shards, len(files))),
+        already_published=str(published) if published else None,
+        api_key=api_key,
+    )
+
+
+def _shard_key(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+@dataclass
+class _ShardResult:
+    chunks: list = field(default_factory=list)
+    links: list = field(default_factory=list)
+    examples: list = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    drops: Drops = field(default_factory=Drops)
+    edge_distances: Counter = field(default_factory=Counter)
+    positives: Counter = field(default_factory=Counter)  # positives per example -> examples
+    link_distances: Counter = field(default_factory=Counter)
+    sources: Counter = field(default_factory=Counter)
+
+    def add_document(self, document, chunks, outcomes: list[ChunkOutcome]) -> None:
+        self.counts["documents"] += 1
+        self.counts["chunks"] += len(chunks)
+        self.counts["document_chars"] += document.n_chars
+        self.sources[document.source.split(":")[0]] += 1
+        self.chunks.extend(chunks)
+        links = []
+        for outcome in outcomes:
+            links.extend(outcome.links)
+            self.counts["anchors_tried"] += outcome.anchors_tried
+            self.counts["anchors_without_link"] += outcome.anchors_without_link
+            if outcome.example is None:
+                self.drops.add(outcome.drop_reason or "no_example")
+                continue
+            example = outcome.example
+            self.examples.append(example)
+            self.positives[len(example.positives)] += 1
+            self.counts["units_in_examples"] += len(example.sentences)
+            self.counts["positive_units"] += len(example.positives)
+            self.counts["example_tokens"] += example.n_tokens
+            if example.link_distance is not None:
+                self.link_distances[example.link_distance] += 1
+        graph = link_graph(chunks, links)
+        diagnostics = graph_diagnostics(graph)
+        self.counts["graph_units"] += diagnostics["units"]
+        self.counts["graph_edges"] += diagnostics["edges"]
+        self.counts["graph_linked_units"] += diagnostics["linked_units"]
+        self.edge_distances.update(diagnostics["distance_histogram"])
+        self.links.extend(graph_links(graph))
+
+
+async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer, result: _ShardResult) -> None:
+    """Chunks of consecutive documents in flight together (up to ``concurrency``), results in order."""
+    from pipeline.corpus import corpus_to_chunks
+
+    config = plan.config
+    semaphore = asyncio.Semaphore(config.concurrency)
+
+    async def one(chunk) -> ChunkOutcome:
+        async with semaphore:
+            return await generate_for_chunk(
+                chunk, backend, tokenizer, config.method, config.link, config.passage, config.seed
+            )
+
+    pending: deque = deque()
+    in_flight = 0
+    for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops):
+        pending.append((document, chunks, asyncio.gather(*(one(c) for c in chunks))))
+        in_flight += len(chunks)
+        while pending and in_flight >= 2 * config.concurrency:
+            document_done, chunks_done, outcomes = pending.popleft()
+            result.add_document(document_done, chunks_done, await outcomes)
+            in_flight -= len(chunks_done)
+        await asyncio.sleep(0)  # let requests start while the next document is read
+    while pending:
+        document_done, chunks_done, outcomes = pending.popleft()
+        result.add_document(document_done, chunks_done, await outcomes)
+
+
+def _run_backend(plan: GenerationPlan, inputs: list[str], result: _ShardResult) -> dict | None:
+    from pipeline.tokenize import load_tokenizer
+
+    config = plan.config
+    tokenizer = load_tokenizer(config.corpus_config.tokenizer)
+    backend = make_backend(config, cache_dir=Path(plan.data_root) / "cache", api_key=plan.api_key)
+
+    async def main() -> None:
+        try:
+            await _generate(plan, inputs, backend, tokenizer, result)
+        finally:
+            if hasattr(backend, "aclose"):
+                await backend.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        if hasattr(backend, "close"):
+            backend.close()
+    return backend.stats() if hasattr(backend, "stats") else None
+
+
+def generate_shard(plan: GenerationPlan, index: int) -> dict:
+    """Generate shard ``index`` into the staging folder and return its statistics.
+
+    Idempotent: a shard whose statistics were saved (they are saved after its three files) is not
+    generated again; its saved statistics are returned.
+    """
+    if not 0 <= index < plan.num_shards:
+        raise GenerationError(f"shard index {index} outside 0..{plan.num_shards - 1} of version {plan.version}")
+    staging = VersionStaging(plan.data_root, plan.name, plan.version)
+    if plan.already_published:
+        return {"shard": index, "already_published": plan.already_published}
+    done = staging.load_stats(_shard_key(index))
+    if done is not None and all(staging.has_shard(a, index, plan.num_shards) for a in ARTIFACTS):
+        log.info("%s %s: shard %d already generated, skipping", plan.name, plan.version, index)
+        return done
+    staging.dir.mkdir(parents=True, exist_ok=True)
+    inputs = list(plan.shard_inputs[index])
+    result = _ShardResult()
+    llm_stats = _run_backend(plan, inputs, result)
+    for artifact, rows in (("chunks", result.chunks), ("links", result.links), ("examples", result.examples)):
+        staging.write_shard(artifact, index, plan.num_shards, records_to_table(artifact, rows))
+    result.counts["examples"] = len(result.examples)
+    result.counts["links"] = len(result.links)
+    stats = {
+        "shard": index,
+        "inputs": inputs,
+        "counts": dict(sorted(result.counts.items())),
+        "drop_reasons": result.drops.as_dict(),
+        "edge_distance_histogram": dict(sorted(result.edge_distances.items())),
+        "positives_histogram": {str(k): v for k, v in sorted(result.positives.items())},
+        "link_distances": {str(k): v for k, v in sorted(result.link_distances.items())},
+        "sources": dict(sorted(result.sources.items())),
+        "llm": llm_stats,
+    }
+    staging.save_stats(_shard_key(index), stats)
+    return stats
+
+
+def _sum_counters(parts: list[dict]) -> dict:
+    total: Counter = Counter()
+    for part in parts:
+        total.update(part)
+    return dict(sorted(total.items()))
+
+
+def aggregate_stats(plan: GenerationPlan, shard_stats: list[dict]) -> dict:
+    """The manifest fields from every shard's statistics: counts, drop reasons, diagnostics, labels."""
+    from generators.graph import distance_bucket
+
+    counts = _sum_counters([s["counts"] for s in shard_stats])
+    config = plan.config
+    link_distances = {int(k): v for k, v in _sum_counters([s["link_distances"] for s in shard_stats]).items()}
+    positives = {int(k): v for k, v in _sum_counters([s["positives_histogram"] for s in shard_stats]).items()}
+    examples = counts.get("examples", 0)
+    anchors = counts.get("anchors_tried", 0)
+    graph_units = counts.get("graph_units", 0)
+    diagnostics = {
+        "link_graph": {
+            "units": graph_units,
+            "edges": counts.get("graph_edges", 0),
+            "edges_per_unit": round(counts.get("graph_edges", 0) / graph_units, 4) if graph_units else 0.0,
+            "linked_unit_share": round(counts.get("graph_linked_units", 0) / graph_units, 4) if graph_units else 0.0,
+            "distance_histogram": _ordered_buckets(_sum_counters([s["edge_distance_histogram"] for s in shard_stats])),
+            "anchors_tried": anchors,
+            "anchors_without_usable_link": counts.get("anchors_without_link", 0),
+            "share_of_anchors_without_usable_link": (
+                round(counts.get("anchors_without_link", 0) / anchors, 4) if anchors else 0.0
+            ),
+        }
+    }
+    if diagnostics["link_graph"]["edges"] == 0 and counts.get("chunks", 0) and config.method == "link":
+        log.warning("%s %s: the link graph has no edges; check the generator settings", plan.name, plan.version)
+    labels = {
+        "examples": examples,
+        "positives_per_example_histogram": {str(k): v for k, v in sorted(positives.items())},
+        "mean_positives_per_example": round(counts.get("positive_units", 0) / examples, 3) if examples else None,
+        "mean_units_per_example": round(counts.get("units_in_examples", 0) / examples, 3) if examples else None,
+        "positive_unit_share": (
+            round(counts.get("positive_units", 0) / counts["units_in_examples"], 5)
+            if counts.get("units_in_examples") else None
+        ),
+        "mean_tokens_per_example": round(counts.get("example_tokens", 0) / examples, 1) if examples else None,
+        "link_distance_histogram": _ordered_buckets(
+            _sum_counters([{distance_bucket(d): n} for d, n in link_distances.items()])
+        ),
+        "min_link_distance": min(link_distances) if link_distances else None,
+    }
+    llm_parts = [s["llm"] for s in shard_stats if s.get("llm")]
+    llm = None
+    if llm_parts:
+        from generators.llm.backend import merge_llm_stats
+
+        llm = merge_llm_stats(llm_parts)
+    return {
+        "method": config.method,
+        "generator": config.generator if config.generator == "offline" else f"llm:{config.llm.model}",
+        "prompt_version": _prompt_version(config),
+        "tokenizer": config.corpus_config.tokenizer,
+        "seed": config.seed,
+        "counts": {
+            "documents": counts.get("documents", 0),
+            "document_chars": counts.get("document_chars", 0),
+            "chunks": counts.get("chunks", 0),
+            "links": counts.get("links", 0),
+            "examples": examples,
+        },
+        "drop_reasons": _sum_counters([s["drop_reasons"] for s in shard_stats]),
+        "diagnostics": diagnostics,
+        "labels": labels,
+        "sources": _sum_counters([s["sources"] for s in shard_stats]),
+        "shard_inputs": [list(group) for group in plan.shard_inputs],
+        "llm": llm,
+    }
+
+
+def _prompt_version(config: GenerateConfig) -> str:
+    if config.generator == "offline":
+        from generators.offline import PROMPT_VERSION
+
+        return PROMPT_VERSION
+    from generators.llm.prompts import PROMPT_VERSION as LLM_PROMPT_VERSION
+
+    return LLM_PROMPT_VERSION
+
+
+def _ordered_buckets(histogram: dict) -> dict:
+    from pipeline.inspect import DISTANCE_BINS
+
+    order = [f"{lo}-{hi - 1}" for lo, hi in zip((0, *DISTANCE_BINS[:-1]), DISTANCE_BINS)] + [f">={DISTANCE_BINS[-1]}"]
+    return {bucket: histogram[bucket] for bucket in order if bucket in histogram}
+
+
+def _publish_with(writer: DatasetWriter, plan: GenerationPlan) -> Path:
+    from pipeline.card import render_card
+
+    if writer.is_published:
+        return writer.final_dir
+    shard_stats = []
+    missing = []
+    for index in range(plan.num_shards):
+        stats = writer.staging.load_stats(_shard_key(index))
+        if stats is None or not all(writer.has_shard(a, index, plan.num_shards) for a in ARTIFACTS):
+            missing.append(index)
+        else:
+            shard_stats.append(stats)
+    if missing:
+        raise GenerationError(
+            f"{plan.name} version {plan.version}: shard(s) {missing} not generated yet; "
+            "run generate_shard for them (or run_generation, which resumes) before publishing"
+        )
+    fields = aggregate_stats(plan, shard_stats)
+    card = render_card(plan.name, plan.version, plan.config.model_dump(mode="json"), plan.fingerprints, fields)
+    return writer.publish(fields, card)
+
+
+def _writer(plan: GenerationPlan) -> DatasetWriter:
+    return DatasetWriter(plan.data_root, plan.name, plan.version, plan.config.model_dump(mode="json"), plan.fingerprints)
+
+
+def publish_generation(plan: GenerationPlan) -> Path:
+    """Take the version lock, aggregate the shards' statistics, write card and manifest; the version path."""
+    with _writer(plan) as writer:
+        return _publish_with(writer, plan)
+
+
+def run_generation(config: GenerateConfig, data_root: Path | str, *, api_key: str | None = None) -> GenerationResult:
+    """Plan, generate every shard (resuming) and publish, in this process, holding the version lock."""
+    import json
+
+    from pipeline.store import MANIFEST
+
+    plan = plan_generation(config, data_root, api_key=api_key)
+    newly = False
+    if plan.already_published:
+        path = Path(plan.already_published)
+    else:
+        with _writer(plan) as writer:
+            for index in range(plan.num_shards):
+                generate_shard(plan, index)
+            path = _publish_with(writer, plan)
+            newly = True
+    manifest = json.loads((path / MANIFEST).read_text())
+    return GenerationResult(plan.name, plan.version, path, manifest, newly)
