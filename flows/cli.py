@@ -9,6 +9,7 @@ import typer
 from flows import cli_evaluate
 from flows import cli_inspect
 from flows import cli_flows
+from flows import cli_generate
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Link-based synthetic data for long-document retrievers.")
 
@@ -20,6 +21,7 @@ def _root() -> None:
 
 
 # One line per command; stage modules define the command functions.
+app.command("generate")(cli_generate.generate)
 app.command("inspect")(cli_inspect.inspect)
 app.command("serve")(cli_flows.serve)
 app.command("demo")(cli_flows.demo)
