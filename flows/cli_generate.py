@@ -55,18 +55,26 @@ def generate(
         config = load_config(config_file, overrides)
     except ConfigFileError as error:
         _fail(str(error))
+    from contextlib import nullcontext
+
+    from generators.llm.client import LLMFatalError
+
     api_key = None
+    progress = nullcontext()
     if config.generator == "llm":
         from generators.llm.config import MissingAPIKeyError, resolve_api_key
+        from generators.llm.progress import show_llm_progress
 
         try:
             api_key = resolve_api_key(config.llm, os.environ)
         except MissingAPIKeyError as error:
             _fail(str(error))
+        progress = show_llm_progress()  # live requests, failures, cache hits, tokens, cost (stderr)
     root = resolve_data_root(data)
     try:
-        result = run_generation(config, root, api_key=api_key)
-    except (GenerationError, ValueError) as error:
+        with progress:
+            result = run_generation(config, root, api_key=api_key)
+    except (GenerationError, ValueError, LLMFatalError) as error:  # LLMFatalError: bad key, model or URL
         _fail(str(error))
     counts = result.manifest.get("counts", {})
     state = "published" if result.newly_published else "already published"

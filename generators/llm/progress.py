@@ -76,12 +76,12 @@ def watch(tracker: UsageTracker) -> None:
 
 @contextmanager
 def show_llm_progress(console: Console | None = None) -> Iterator[ProgressBoard]:
-    """Display the LLM clients' progress live while the block runs."""
+    """Display the LLM clients' progress live (on stderr by default) while the block runs."""
     global _active
     board = ProgressBoard()
     previous, _active = _active, board
     try:
-        with Live(board, console=console, refresh_per_second=4):
+        with Live(board, console=console or Console(stderr=True), refresh_per_second=4):
             yield board
     finally:
         _active = previous
