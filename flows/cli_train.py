@@ -1,0 +1,69 @@
+"""`linkscan train`: train the scanner on a dataset version, on one process or under torchrun.
+
+Under ``torchrun --nproc_per_node N $(which linkscan) train ...`` (or ``torchrun -m flows.cli_train``)
+each process reads its rank from torchrun's environment here, initialises the process group
+(NCCL on GPUs, gloo on CPU) and passes rank and world size to the training loop. This module
+imports neither Prefect nor spaCy, so it also runs on the GPU machine.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Optional
+
+import typer
+
+
+def train(
+    dataset: str = typer.Option(..., "--dataset", help="dataset version folder (or dataset folder: its LATEST)"),
+    out: str = typer.Option(..., "--out", help="run folder: checkpoints/, metrics.jsonl, train_config.json"),
+    model: Optional[str] = typer.Option(None, "--model", help="hub id or local folder to start from"),
+    config: str = typer.Option("small", "--config", help="shape when starting from scratch: small, 130m, 1.3b, ..."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="hf or mamba_ssm (default: mamba_ssm on CUDA when installed)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
+    max_steps: int = typer.Option(100, "--max-steps", help="optimizer steps"),
+    tokens_per_step: int = typer.Option(65536, "--tokens-per-step", help="global token budget of one optimizer step"),
+    micro_batch_tokens: int = typer.Option(16384, "--micro-batch-tokens", help="token budget of one forward/backward"),
+    lr: float = typer.Option(1e-4, "--lr", help="peak learning rate (cosine to --min-lr)"),
+    min_lr: float = typer.Option(1e-5, "--min-lr"),
+    precision: str = typer.Option("bf16", "--precision", help="bf16 (autocast, fp32 master weights) or fp32"),
+    seed: int = typer.Option(0, "--seed"),
+    validate_every: int = typer.Option(50, "--validate-every"),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the run folder's latest checkpoint"),
+) -> None:
+    """Train the Mamba-2 scanner (binary head at sentence ends) on the examples shards of a dataset."""
+    import torch
+
+    from training.configs import TrainConfig
+    from training.loop import train as run_training
+    from training.model import default_backend
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    train_config = TrainConfig(
+        dataset=dataset, out=out, model=model, config=config, backend=backend or default_backend(device),
+        device=device, seed=seed, max_steps=max_steps, tokens_per_step=tokens_per_step,
+        micro_batch_tokens=micro_batch_tokens, lr=lr, min_lr=min_lr, precision=precision,
+        validate_every=validate_every, checkpoint_every=checkpoint_every,
+    )
+    # torchrun sets these; a plain run is rank 0 of 1.
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if world_size > 1:
+        backend_name = "nccl" if device == "cuda" else "gloo"
+        if device == "cuda":
+            torch.cuda.set_device(local_rank)
+        torch.distributed.init_process_group(backend_name)
+    try:
+        result = run_training(train_config, rank=rank, world_size=world_size, local_rank=local_rank, resume=resume)
+    finally:
+        if world_size > 1:
+            torch.distributed.destroy_process_group()
+    if rank == 0:
+        typer.echo(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    typer.run(train)

@@ -1,0 +1,228 @@
+"""Training batches streamed from the ``examples`` shards of a dataset version.
+
+Each consumer (one dataloader worker of one DDP rank) reads its own shard files (or, when there
+are fewer files than consumers, its own rows of every file), keeps a seeded shuffle buffer, puts
+examples into length buckets and emits a batch when a bucket's token budget is full, so padding
+stays low. The stream repeats epochs forever, reshuffled per epoch; the loop stops by step count.
+
+The stream is a pure function of (files, seed, consumer), so a resumed run reproduces the data
+position exactly by skipping the micro-batches it already consumed (without building tensors).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+COLUMNS = ["question_ids", "token_ids", "sentence_ends", "positives", "n_tokens"]
+PAD_ID = 0  # GPT-NeoX <|endoftext|>; right padding never reaches earlier positions of a causal model
+
+
+@dataclass
+class Example:
+    input_ids: list[int]  # question_ids + token_ids
+    positions: list[int]  # label positions: len(question_ids) + sentence_ends[i]
+    labels: list[float]  # 1.0 on positives, 0.0 elsewhere
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids)
+
+
+def examples_from_batch(batch) -> Iterator[Example]:
+    """Model examples from an Arrow record batch of the ``examples`` artifact (COLUMNS projected)."""
+    columns = {name: batch.column(name).to_pylist() for name in ("question_ids", "token_ids", "sentence_ends", "positives")}
+    for question, tokens, ends, positives in zip(columns["question_ids"], columns["token_ids"],
+                                                 columns["sentence_ends"], columns["positives"]):
+        offset = len(question)
+        labels = [0.0] * len(ends)
+        for index in positives:
+            labels[index] = 1.0
+        yield Example(question + tokens, [offset + e for e in ends], labels)
+
+
+def collate(examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+    """Right-padded tensors: input_ids (B, L), positions/labels/mask (B, P), and the real token count."""
+    length = max(e.n_tokens for e in examples)
+    units = max(len(e.positions) for e in examples)
+    input_ids = torch.full((len(examples), length), PAD_ID, dtype=torch.long)
+    positions = torch.zeros((len(examples), units), dtype=torch.long)
+    labels = torch.zeros((len(examples), units), dtype=torch.float32)
+    mask = torch.zeros((len(examples), units), dtype=torch.bool)
+    for row, example in enumerate(examples):
+        input_ids[row, : example.n_tokens] = torch.tensor(example.input_ids)
+        n = len(example.positions)
+        positions[row, :n] = torch.tensor(example.positions)
+        labels[row, :n] = torch.tensor(example.labels)
+        mask[row, :n] = True
+    return {
+        "input_ids": input_ids,
+        "positions": positions,
+        "labels": labels,
+        "mask": mask,
+        "n_tokens": torch.tensor(sum(e.n_tokens for e in examples)),
+    }
+
+
+def bucket_of(n_tokens: int, buckets: Sequence[int]) -> int | None:
+    """Index of the smallest bucket that holds ``n_tokens``, or None when it is too long for all."""
+    for index, limit in enumerate(buckets):
+        if n_tokens <= limit:
+            return index
+    return None
+
+
+class ExampleStream(torch.utils.data.IterableDataset):
+    """Infinite stream of collated micro-batches for one DDP rank (split further across workers).
+
+    ``skip_micro_batches`` is how many micro-batches this rank consumed before (resume).
+    """
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        *,
+        micro_batch_tokens: int,
+        buckets: Sequence[int],
+        seed: int = 0,
+        shuffle_buffer: int = 256,
+        rank: int = 0,
+        world_size: int = 1,
+        skip_micro_batches: int = 0,
+    ) -> None:
+        if not files:
+            raise ValueError("no examples shards to train on (the dataset's data/train-*.parquet list is empty)")
+        self.files = [Path(f) for f in files]
+        self.micro_batch_tokens = micro_batch_tokens
+        self.buckets = sorted(buckets)
+        self.seed = seed
+        self.shuffle_buffer = max(1, shuffle_buffer)
+        self.rank = rank
+        self.world_size = world_size
+        self.skip_micro_batches = skip_micro_batches
+
+    def _consumer(self) -> tuple[int, int, int]:
+        """(this consumer's index, number of consumers, number of dataloader workers)."""
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        return self.rank * workers + worker, self.world_size * workers, workers
+
+    def _examples(self, consumer: int, consumers: int, epoch: int) -> Iterator[Example]:
+        from pipeline.store import iter_shard
+
+        rng = random.Random(f"{self.seed}:{epoch}:{consumer}")
+        if len(self.files) >= consumers:
+            files = self.files[consumer::consumers]
+            keep_row = None
+        else:  # fewer files than consumers: every consumer reads every file and keeps its rows
+            files = self.files
+            keep_row = consumer
+        files = list(files)
+        rng.shuffle(files)
+        buffer: list[Example] = []
+        for path in files:
+            row = 0
+            for batch in iter_shard(path, "examples", columns=COLUMNS, batch_size=64):
+                for example in examples_from_batch(batch):
+                    row += 1
+                    if keep_row is not None and (row - 1) % consumers != keep_row:
+                        continue
+                    buffer.append(example)
+                    if len(buffer) >= self.shuffle_buffer:
+                        yield buffer.pop(rng.randrange(len(buffer)))
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def _batches(self, consumer: int, consumers: int) -> Iterator[list[Example]]:
+        epoch = 0
+        while True:
+            pending: list[list[Example]] = [[] for _ in self.buckets]
+            produced = 0
+            for example in self._examples(consumer, consumers, epoch):
+                index = bucket_of(example.n_tokens, self.buckets)
+                if index is None:  # too long for every bucket: counted by count_too_long
+                    continue
+                pending[index].append(example)
+                per_batch = max(1, self.micro_batch_tokens // self.buckets[index])
+                if len(pending[index]) >= per_batch:
+                    yield pending[index]
+                    produced += 1
+                    pending[index] = []
+            for leftover in pending:  # partial batches at the end of an epoch
+                if leftover:
+                    yield leftover
+                    produced += 1
+            if produced == 0:
+                raise ValueError(
+                    f"consumer {consumer} of {consumers} got no trainable example from {len(self.files)} shard(s): "
+                    f"all are longer than the largest length bucket ({self.buckets[-1]} tokens); raise max_seq_tokens"
+                )
+            epoch += 1
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        consumer, consumers, workers = self._consumer()
+        worker = consumer - self.rank * workers
+        # The DataLoader takes batches from its workers round-robin, so of the first
+        # `skip_micro_batches` this worker produced those with index % workers == worker.
+        skip = (self.skip_micro_batches - worker + workers - 1) // workers if self.skip_micro_batches > worker else 0
+        for index, examples in enumerate(self._batches(consumer, consumers)):
+            if index < skip:
+                continue
+            yield collate(examples)
+
+
+def count_too_long(files: Sequence[Path], max_tokens: int) -> int:
+    """How many examples the stream drops for being longer than ``max_tokens`` (reads one column)."""
+    from pipeline.store import iter_shard
+
+    return sum(
+        int(np.count_nonzero(batch.column("n_tokens").to_numpy() > max_tokens))
+        for path in files
+        for batch in iter_shard(path, "examples", columns=["n_tokens"], batch_size=4096)
+    )
+
+
+def make_loader(stream: ExampleStream, num_workers: int = 0) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
+                                       persistent_workers=num_workers > 0)
+
+
+def validation_examples(files: Sequence[Path], limit: int, max_tokens: int) -> list[Example]:
+    """The first ``limit`` held-out examples (in file order) no longer than ``max_tokens``."""
+    from pipeline.store import iter_shard
+
+    examples: list[Example] = []
+    for path in files:
+        for batch in iter_shard(path, "examples", columns=COLUMNS, batch_size=64):
+            for example in examples_from_batch(batch):
+                if example.n_tokens <= max_tokens:
+                    examples.append(example)
+                if len(examples) >= limit:
+                    return examples
+    return examples
+
+
+def split_files(files: Sequence[Path], validation_shards: int) -> tuple[list[Path], list[Path]]:
+    """(training files, held-out validation files): the last ``validation_shards`` files are held out."""
+    files = sorted(files)
+    if validation_shards <= 0:
+        return files, []
+    if len(files) <= validation_shards:
+        raise ValueError(
+            f"the dataset has {len(files)} examples shard(s); holding out {validation_shards} for validation "
+            "leaves none to train on (generate more shards, or set validation_shards=0)"
+        )
+    return files[:-validation_shards], files[-validation_shards:]
+
+
+def recall_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of the positives among the k highest-scoring units."""
+    positives = labels > 0.5
+    if not positives.any():
+        return float("nan")
+    top = np.argsort(-scores, kind="stable")[:k]
+    return float(positives[top].sum() / positives.sum())
