@@ -10,14 +10,9 @@ from evaluation.units import EvidenceIndex, map_evidence, segment_document, unit
 from pipeline.config import CorpusConfig
 from pipeline.segment import Segmenter
 from pipeline.tokenize import load_tokenizer
+from tests.eval_data import CONTRACT_UNITS
 
-UNITS = [
-    "The supplier shall deliver the goods within thirty days of the order. ",
-    "Payment is due on receipt of the invoice, without any deduction. ",
-    "This agreement is governed by the laws of the State of Delaware. ",
-    "Either party may terminate the agreement with ninety days written notice. ",
-    "The term of this agreement is five years from the effective date. ",
-]
+UNITS = CONTRACT_UNITS[:5]
 
 
 def test_verbatim_span_maps_to_its_unit_ignoring_case_and_punctuation() -> None:
