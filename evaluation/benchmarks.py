@@ -231,7 +231,10 @@ def load_paper_testset(path: Path | str) -> list[Benchmark]:
             missing = [key for key in ("question", "answer", "full_text_sentences") if key not in item]
             if missing:
                 raise BenchmarkError(f"{where}: missing field(s) {', '.join(missing)}")
-            sentences = _str_list(item["full_text_sentences"], where, "full_text_sentences", allow_none=False)
+            # Empty sentences hold no text (and no token to score); they are left out.
+            sentences = [s for s in _str_list(item["full_text_sentences"], where, "full_text_sentences", allow_none=False) if s]
+            if not sentences:
+                raise BenchmarkError(f"{where}: full_text_sentences holds no text")
             # The paper's sentences carry no separating whitespace; add one so units concatenate to text.
             doc_units = [s if i == len(sentences) - 1 or s[-1:].isspace() else s + " " for i, s in enumerate(sentences)]
             doc_id = _paper_doc_id(str(name), doc_units)

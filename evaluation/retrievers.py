@@ -17,6 +17,7 @@ tokenized once. Scores are float32, one per unit; ranking ties keep document ord
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import zlib
 from dataclasses import dataclass
@@ -95,6 +96,14 @@ def default_dense_model() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
+@functools.lru_cache(maxsize=2)
+def _load_encoder(model_path: str, device: str):
+    """One loaded model per folder and device (dense and dense-chunks share it)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model_path, device=device, local_files_only=True)
+
+
 class DenseRetriever(TextRetriever):
     """Cosine similarity of sentence-transformers embeddings (a local model folder, never the hub)."""
 
@@ -105,14 +114,9 @@ class DenseRetriever(TextRetriever):
         self.name = "dense" if model_path is None else f"dense:{self.model_path}"
         self.batch_size = batch_size
         self.device = device
-        self._model = None
 
     def _encoder(self):
-        if self._model is None:
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
-        return self._model
+        return _load_encoder(str(self.model_path), self.device)
 
     def score_passages(self, passages: Sequence[str], questions: Sequence[str]) -> list[np.ndarray]:
         model = self._encoder()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,7 +36,7 @@ from evaluation.units import DocumentUnits, EvidenceIndex, segment_document, uni
 from generators.llm.config import LLMConfig
 from pipeline.config import CorpusConfig
 from pipeline.drops import Drops
-from schemas import Prediction, records_to_table, validate_table
+from schemas import schema_for, validate_table
 
 log = logging.getLogger("linkscan")
 
@@ -74,6 +75,38 @@ class EvalResult:
     tables: dict[str, list[dict]]
     summary: dict
     plots: list[str] = field(default_factory=list)
+
+
+class PredictionColumns:
+    """The ``predictions`` artifact built column by column: scores stay float32 arrays (a run holds
+    millions of unit scores, far too many for Python float lists)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, list[str]] = {"benchmark": [], "question_id": [], "retriever": []}
+        self.scores: list[np.ndarray] = []
+        self.top_k: list[np.ndarray] = []
+
+    def add(self, benchmark: str, question_id: str, retriever: str, scores: np.ndarray, top_k: np.ndarray) -> None:
+        for name, value in (("benchmark", benchmark), ("question_id", question_id), ("retriever", retriever)):
+            self.keys[name].append(value)
+        self.scores.append(np.asarray(scores, dtype=np.float32))
+        self.top_k.append(np.asarray(top_k, dtype=np.int32))
+
+    def table(self, run: str) -> pa.Table:
+        def lists(parts: list[np.ndarray], dtype: type) -> pa.ListArray:
+            offsets = np.zeros(len(parts) + 1, dtype=np.int32)
+            np.cumsum([len(p) for p in parts], out=offsets[1:])
+            values = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+            return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(dtype)))
+
+        columns = {
+            "run_id": pa.array([run] * len(self.scores), pa.string()),
+            **{name: pa.array(values, pa.string()) for name, values in self.keys.items()},
+            "scores": lists(self.scores, np.float32),
+            "top_k": lists(self.top_k, np.int32),
+        }
+        schema = schema_for("predictions")
+        return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
 
 
 def run_id(config: EvalConfig) -> str:
@@ -173,7 +206,7 @@ def run_evaluation(
     skipped = Drops()
     evidence: dict[str, dict] = {}
     rows: list[dict] = []
-    predictions: list[Prediction] = []
+    predictions = PredictionColumns()
     pending: list[tuple[dict, Question, str]] = []  # (row, question, context) for the LLM protocol
     timings: dict[str, float] = {r.name: 0.0 for r in retrievers}
     for benchmark in suite:
@@ -217,10 +250,7 @@ def run_evaluation(
                     )
                     row["run_id"] = rid
                     rows.append(row)
-                    predictions.append(Prediction(
-                        run_id=rid, benchmark=benchmark.name, question_id=question.id, retriever=retriever.name,
-                        scores=[float(s) for s in scores], top_k=[int(i) for i in ranking[: config.k]],
-                    ))
+                    predictions.add(benchmark.name, question.id, retriever.name, scores, ranking[: config.k])
                     if llm_client is not None:
                         pending.append((row, question, context_text(document.units, context)))
         evidence[benchmark.name] = stats
@@ -258,7 +288,7 @@ def _write_outputs(
     out_dir: Path,
     rid: str,
     rows: list[dict],
-    predictions: list[Prediction],
+    predictions: "PredictionColumns",
     evidence: dict,
     skipped: Drops,
     timings: dict[str, float],
@@ -267,7 +297,7 @@ def _write_outputs(
 ) -> EvalResult:
     from pipeline.store import code_version
 
-    table = records_to_table("predictions", predictions)
+    table = predictions.table(rid)
     validate_table(table, "predictions", source=str(out_dir / "predictions.parquet"))
     tmp = out_dir / ".predictions.parquet.tmp"
     pq.write_table(table, tmp, compression="zstd")
