@@ -100,8 +100,9 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def to_markdown(table: Sequence[dict], keys: Sequence[str], metrics: Sequence[str], title: str) -> str:
-    """A Markdown table: each metric as ``mean [low, high]`` (blank where it does not apply)."""
+def to_markdown(table: Sequence[dict], keys: Sequence[str], metrics: Sequence[str], title: str, with_ci: bool = True) -> str:
+    """A Markdown table: each metric as ``mean [low, high]`` (or the mean alone without ``with_ci``;
+    blank where it does not apply)."""
     lines = [f"## {title}", "", "| " + " | ".join([*keys, "questions", *metrics]) + " |", "|" + "---|" * (len(keys) + 1 + len(metrics))]
     for row in table:
         cells = [_fmt(row[k]) for k in keys] + [str(row["questions"])]
@@ -109,7 +110,7 @@ def to_markdown(table: Sequence[dict], keys: Sequence[str], metrics: Sequence[st
             mean = row.get(metric, float("nan"))
             if isinstance(mean, float) and math.isnan(mean):
                 cells.append("")
-            elif f"{metric}_ci_low" in row:
+            elif with_ci and f"{metric}_ci_low" in row:
                 cells.append(f"{mean:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]")
             else:
                 cells.append(f"{mean:.3f}")

@@ -82,7 +82,12 @@ def evaluate(
     finally:
         if client is not None:
             client.close_cache()
-    typer.echo((out_dir / "per_benchmark.md").read_text(encoding="utf-8"))
+    from evaluation.report import to_markdown
+
+    table = result.tables["per_benchmark"]
+    shown = [m for m in ("recall@10", f"recall@{k}", "ndcg@10", "mrr", "answer_containment", "llm_correct", "token_f1")
+             if table and m in table[0]]
+    typer.echo(to_markdown(table, ["benchmark", "retriever"], list(dict.fromkeys(shown)), "Per benchmark (means)", with_ci=False))
     typer.echo(f"report: {out_dir / 'report.md'}")
     for plot in result.plots:
         typer.echo(f"plot: {out_dir / plot}")
