@@ -48,8 +48,9 @@ class OfflineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_link_score: float = Field(6.0, ge=0, description="minimum summed weight of shared rare terms for a link")
+    min_link_score: float = Field(5.0, ge=0, description="minimum summed weight of shared rare terms for a link")
     max_df_fraction: float = Field(0.05, gt=0, le=1, description="a term is rare in at most this share of units")
+    min_rare_df: int = Field(3, ge=2, description="...or in at most this many units (for short chunks)")
     min_word_chars: int = Field(4, ge=1, description="content words shorter than this are ignored")
     name_weight: float = Field(1.5, ge=0, description="weight multiplier of capitalised names")
     phrase_weight: float = Field(2.0, ge=0, description="weight multiplier of two-word phrases")

@@ -118,7 +118,8 @@ class OfflineBackend:
         ``surface`` (if given) collects the first form each term was seen in, away from a sentence start.
         """
         terms: dict[str, Term] = {}
-        previous: tuple[str, str, int, bool] | None = None  # key, shown form, end offset, is a name
+        # key, shown form, end offset, is a name, opens a sentence without being a name
+        previous: tuple[str, str, int, bool, bool] | None = None
         for match in _TOKEN_RE.finditer(text):
             token = match.group()
             if token[0].isdigit():
@@ -156,9 +157,12 @@ class OfflineBackend:
                 key = f"{previous[0]} {lower}"
                 kind = "name" if previous[3] and is_name else "phrase"
                 terms[key] = Term(key, kind)
-                if surface is not None:
-                    surface.setdefault(key, f"{previous[1]} {shown}")
-            previous = (lower, shown, match.end(), is_name)
+                # A phrase seen only at a sentence start is shown lower-cased ("captain Ilse") unless
+                # a later occurrence mid-sentence gives its real form ("Captain Ilse").
+                if surface is not None and (key not in surface or surface[key].startswith("\0")):
+                    form = f"{previous[1]} {shown}"
+                    surface[key] = f"\0{form}" if previous[4] else form
+            previous = (lower, shown, match.end(), is_name, opens and not is_name)
         return terms
 
     def index(self, chunk_id: str, units: Sequence[str]) -> _ChunkIndex:
@@ -184,7 +188,7 @@ class OfflineBackend:
                     kinds[term.key] = term.kind
         kinds = {key: "word" if kind == "opener" else kind for key, kind in kinds.items()}
         n = len(units)
-        max_df = max(2, int(self.config.max_df_fraction * n))
+        max_df = max(self.config.min_rare_df, int(self.config.max_df_fraction * n))
         multiplier = {
             "word": 1.0,
             "phrase": self.config.phrase_weight,
@@ -192,12 +196,12 @@ class OfflineBackend:
             "number": self.config.number_weight,
         }
         weight = {
-            term: math.log((n + 1) / count) * multiplier[kinds[term]]
+            term: math.log((n + 1) / count) * multiplier["phrase" if " " in term else kinds[term]]
             for term, count in df.items()
             if count <= max_df
         }
         # Names keep their capitals; a word is shown as written mid-sentence, else in lower case.
-        shown = {term: surface.get(term, term) for term in weight}
+        shown = {term: surface.get(term, term).lstrip("\0") for term in weight}
         built = _ChunkIndex(unit_terms, shown, weight, kinds)
         self._cache[key] = built
         if len(self._cache) > self._cache_chunks:
@@ -205,14 +209,12 @@ class OfflineBackend:
         return built
 
     def question_rank(self, index: _ChunkIndex, term: str) -> tuple[int, float, str]:
-        """Sort key of terms for a question: names and phrases, noun-like words, numbers, other words."""
+        """Sort key of terms for a question: names, phrases, noun-like words, numbers, other words."""
         kind = index.kind[term]
-        if kind in ("name", "phrase"):
-            rank = 0
-        elif kind == "number":
-            rank = 2
+        if kind == "word":
+            rank = 4 if term.endswith(_NON_NOUN_ENDINGS) else 2
         else:
-            rank = 3 if term.endswith(_NON_NOUN_ENDINGS) else 1
+            rank = {"name": 0, "phrase": 1, "number": 3}[kind]
         return rank, -index.weight[term], term
 
     def link_score(self, index: _ChunkIndex, a: int, b: int) -> tuple[float, tuple[str, ...]]:
@@ -234,7 +236,8 @@ class OfflineBackend:
             if best is None or best[0] < self.config.min_link_score:
                 continue
             score, terms, source = best
-            shown = ", ".join(index.surface[t] for t in terms[:4])
+            ranked = _distinct(sorted(terms, key=lambda t: self.question_rank(index, t)))
+            shown = ", ".join(index.surface[t] for t in ranked[:4])
             candidates.append(LinkCandidate(
                 target=target,
                 score=round(score, 4),

@@ -144,7 +144,8 @@ class _ShardResult:
             self.counts["anchors_tried"] += outcome.anchors_tried
             self.counts["anchors_without_link"] += outcome.anchors_without_link
             if outcome.example is None:
-                self.drops.add(outcome.drop_reason or "no_example")
+                # Namespaced apart from the corpus stage's reasons (documents and chunks dropped).
+                self.drops.add(f"no_example:{outcome.drop_reason or 'unknown'}")
                 continue
             example = outcome.example
             self.examples.append(example)

@@ -60,7 +60,8 @@ def render_card(name: str, version: str, config: dict, fingerprints: dict, field
         "",
         "## Dropped, by reason",
         "",
-        "Documents, chunks and chunks that gave no example, each counted once under its (last) reason.",
+        "Documents and chunks dropped while reading and chunking, and (`no_example:<reason>`) chunks that "
+        "gave no example, each counted once under the reason of its last attempt.",
         "",
         *_table(fields.get("drop_reasons", {}), "reason", "count"),
         "",

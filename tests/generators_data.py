@@ -35,12 +35,11 @@ def units_of(text: str, tokenizer, min_tokens: int = 20) -> list[str]:
     """Sentences of ``text`` merged until each has ``min_tokens`` tokens; they concatenate to ``text``."""
     nlp = _nlp()
     doc = nlp(text)
-    pieces = [text[s.start_char:s.end_char] for s in doc.sents]
-    # Give the whitespace between sentences to the earlier unit, so the units cover the text exactly.
-    starts = [s.start_char for s in doc.sents] + [len(text)]
-    pieces = [text[starts[i]:starts[i + 1]] for i in range(len(starts) - 1)]
-    if starts and starts[0] > 0:
-        pieces[0] = text[:starts[0]] + pieces[0]
+    # Whitespace between sentences opens the next unit (the tokenizer puts a space into the next
+    # word's token), so the units cover the text exactly and end on a token boundary.
+    ends = [s.end_char for s in doc.sents]
+    ends[-1] = len(text)
+    pieces = [text[start:end] for start, end in zip([0, *ends[:-1]], ends)]
     units: list[str] = []
     current = ""
     for piece in pieces:

@@ -1,0 +1,67 @@
+"""`linkscan generate` on a small real corpus: output, config file, overrides and errors."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipeline.store import open_dataset
+
+
+@pytest.fixture(scope="module")
+def corpus(dev_corpus, tmp_path_factory) -> Path:
+    """One JSONL file with the first 30k characters of two RFCs, written at test time."""
+    folder = tmp_path_factory.mktemp("cli-corpus")
+    with gzip.open(dev_corpus / "rfc.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle][:2]
+    path = folder / "rfc.jsonl"
+    path.write_text("".join(json.dumps(dict(r, text=r["text"][:30_000])) + "\n" for r in rows))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["generate", *args])
+
+
+def printed(output: str) -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in output.splitlines() if line.startswith(("version ", "path ")))
+
+
+def test_generate_prints_version_and_path_of_a_published_dataset(corpus, tokenizer_path, tmp_path):
+    result = invoke("--corpus", str(corpus), "--data", str(tmp_path), "--name", "rfc",
+                    "--tokenizer", str(tokenizer_path), "--chunk-tokens", "1200", "--seed", "5")
+    assert result.exit_code == 0, result.output
+    shown = printed(result.stdout)
+    dataset = open_dataset(Path(shown["path"]))
+    assert dataset.version == shown["version"] and dataset.name == "rfc"
+    assert dataset.manifest["config"]["seed"] == 5
+    assert dataset.manifest["config"]["corpus_config"]["chunk_tokens"] == 1200
+    assert dataset.num_rows("examples") == dataset.manifest["counts"]["examples"] > 0
+
+
+def test_config_file_settings_apply_and_options_override_them(corpus, tokenizer_path, tmp_path):
+    config = tmp_path / "generate.yaml"
+    config.write_text(
+        f"name: from-file\nmethod: chunk\nseed: 2\ncorpus: [{json.dumps(str(corpus))}]\n"
+        f"corpus_config:\n  tokenizer: {json.dumps(str(tokenizer_path))}\n  chunk_tokens: 1200\n"
+    )
+    result = invoke("--config", str(config), "--data", str(tmp_path / "data"), "--seed", "9")
+    assert result.exit_code == 0, result.output
+    manifest = open_dataset(Path(printed(result.stdout)["path"])).manifest
+    assert (manifest["name"], manifest["method"], manifest["config"]["seed"]) == ("from-file", "chunk", 9)
+
+
+def test_missing_corpus_fails_with_a_hint(tmp_path):
+    result = invoke("--data", str(tmp_path), "--name", "nothing")
+    assert result.exit_code == 2
+    assert "--corpus" in result.output
+
+
+def test_bad_method_names_the_field(corpus, tmp_path):
+    result = invoke("--corpus", str(corpus), "--data", str(tmp_path), "--method", "graph")
+    assert result.exit_code == 2
+    assert "method" in result.output and "link" in result.output

@@ -1,0 +1,177 @@
+"""The link, chunk and pair methods: sampling windows, filters, evidence rules and determinism.
+
+Chunks are real text (a dev-corpus document split with spaCy's sentencizer, real tokenizer). The
+filter tests use a scripted back end, so each rule is checked against answers that test it.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from generators.base import LinkCandidate, QuestionDraft, Refusal
+from generators.config import LinkMethodConfig, PassageMethodConfig
+from generators.methods import chunk_example, gap_to, link_example, link_window, pair_example
+from generators.offline import OfflineBackend
+from tests.generators_data import dev_chunks, load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tokenizer_path):
+    return load_tokenizer(str(tokenizer_path))
+
+
+@pytest.fixture(scope="module")
+def chunks(dev_corpus, tokenizer):
+    """Chunks of 80 units of a Supreme Court opinion."""
+    found = dev_chunks(dev_corpus, tokenizer, "scotus-2009-berghuis-v-thompkins", 60_000)
+    assert len(found) >= 3 and all(len(c.sentences) >= 60 for c in found[:3])
+    return found
+
+
+class ScriptedBackend:
+    """Answers with fixed link targets and evidence; records what the method asked."""
+
+    name = "scripted"
+    prompt_version = "scripted-v1"
+
+    def __init__(self, targets=(), evidence="both", question="Which ruling did the court revisit later?"):
+        self.targets = targets
+        self.evidence = evidence
+        self.question = question
+        self.link_requests = []
+        self.evidence_requests = []
+
+    async def find_links(self, request):
+        """A link ``gap`` units after the anchor's end and one ``gap`` units before its start."""
+        self.link_requests.append(request)
+        anchor = list(request.anchor)
+        targets = [t for gap in self.targets for t in (anchor[-1] + gap, anchor[0] - gap)]
+        return [LinkCandidate(t, 1.0, "test") for t in targets if 0 <= t < len(request.units)]
+
+    async def write_question(self, request):
+        if self.question is None:
+            raise Refusal("no_terms")
+        return QuestionDraft(self.question, ("court",))
+
+    async def pick_evidence(self, request):
+        self.evidence_requests.append(request)
+        if self.evidence == "both":
+            return [request.sides[0][0], request.sides[-1][-1]] if request.sides else list(request.candidates[:2])
+        if self.evidence == "first":
+            return [request.sides[0][0]]
+        return [999]  # outside the candidates
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_window_is_the_papers_longer_side_and_excludes_the_anchor():
+    rng = random.Random(0)
+    # Near the start, [start-10, start+190) clipped to [0, 193) is the longer one.
+    assert link_window(3, 5, 200, 500, rng) == [u for u in range(0, 193) if not 3 <= u < 8]
+    # Near the end, [start-185, start+15) is longer after clipping than [start-10, start+190).
+    assert link_window(450, 5, 200, 500, rng) == [u for u in range(265, 465) if not 450 <= u < 455]
+    # A short chunk: [start-10, end of chunk) is longer than [0, start+15).
+    assert link_window(20, 5, 200, 60, rng) == [u for u in range(10, 60) if not 20 <= u < 25]
+
+
+def test_link_method_keeps_the_longest_usable_link(chunks, tokenizer):
+    backend = ScriptedBackend(targets=(3, 12, 25))  # 25 units fit on one side of any anchor of 80 units
+    example = run(link_example(chunks[0], backend, tokenizer, LinkMethodConfig(), seed=0)).example
+    assert example is not None
+    assert example.link_distance == 25 == gap_to(example.anchor, example.link_target)
+
+
+def test_links_closer_than_the_minimum_give_no_example(chunks, tokenizer):
+    backend = ScriptedBackend(targets=(2, 5, 9))
+    outcome = run(link_example(chunks[0], backend, tokenizer, LinkMethodConfig(anchor_attempts=3), seed=0))
+    assert outcome.example is None
+    assert outcome.drop_reason == "links_too_short"
+    assert outcome.anchors_tried == 3 and outcome.anchors_without_link == 3
+    assert len(outcome.links) > 0  # the short links still go to the link graph
+
+
+def test_evidence_on_one_side_only_is_dropped(chunks, tokenizer):
+    backend = ScriptedBackend(targets=(20,), evidence="first")
+    outcome = run(link_example(chunks[0], backend, tokenizer, LinkMethodConfig(anchor_attempts=2), seed=0))
+    assert outcome.example is None
+    assert outcome.drop_reason == "evidence_one_side"
+
+
+def test_evidence_candidates_are_anchor_plus_2_and_target_plus_3(chunks, tokenizer):
+    backend = ScriptedBackend(targets=(20,))
+    outcome = run(link_example(chunks[0], backend, tokenizer, LinkMethodConfig(), seed=0))
+    example = outcome.example
+    request = backend.evidence_requests[-1]
+    anchor_side = range(example.anchor[0] - 2, example.anchor[-1] + 3)
+    link_side = range(example.link_target - 3, example.link_target + 4)
+    assert sorted(request.candidates) == sorted(set(anchor_side) | set(link_side))
+    assert set(example.positives) <= set(request.candidates)
+
+
+def test_evidence_outside_the_candidates_is_ignored(chunks, tokenizer):
+    backend = ScriptedBackend(targets=(20,), evidence="outside")
+    outcome = run(link_example(chunks[0], backend, tokenizer, LinkMethodConfig(anchor_attempts=1), seed=0))
+    assert outcome.example is None and outcome.drop_reason == "evidence_empty"
+
+
+def test_refused_question_is_counted_under_its_reason(chunks, tokenizer):
+    backend = ScriptedBackend(targets=(20,), question=None)
+    outcome = run(link_example(chunks[0], backend, tokenizer, LinkMethodConfig(anchor_attempts=1), seed=0))
+    assert outcome.drop_reason == "question_no_terms"
+
+
+def test_too_short_chunk_is_counted(chunks, tokenizer):
+    from tests.generators_data import chunk_from_units
+
+    short = chunk_from_units(chunks[0].sentences[:12], tokenizer)
+    outcome = run(link_example(short, ScriptedBackend(targets=(20,)), tokenizer, LinkMethodConfig(), seed=0))
+    assert outcome.example is None and outcome.drop_reason == "chunk_too_few_units"
+
+
+def test_offline_link_examples_have_evidence_on_both_sides_far_apart(chunks, tokenizer):
+    config = LinkMethodConfig()
+    examples = [run(link_example(c, OfflineBackend(), tokenizer, config, seed=0)).example for c in chunks]
+    examples = [e for e in examples if e is not None]
+    assert examples, "the offline back end should find a long link in a Supreme Court opinion"
+    for example in examples:
+        assert example.link_distance >= 10
+        anchor_side = set(range(example.anchor[0] - 2, example.anchor[-1] + 3))
+        link_side = set(range(example.link_target - 3, example.link_target + 4))
+        assert set(example.positives) & anchor_side and set(example.positives) & link_side
+        assert example.question.endswith("?") and example.generator == "offline"
+
+
+def test_chunk_method_evidence_comes_from_around_the_passage(chunks, tokenizer):
+    config = PassageMethodConfig()
+    outcome = run(chunk_example(chunks[1], OfflineBackend(), tokenizer, config, seed=0))
+    example = outcome.example
+    assert example is not None and example.method == "chunk" and example.link_target is None
+    passage = example.anchor
+    assert len(passage) == 5 and passage == list(range(passage[0], passage[0] + 5))
+    assert set(example.positives) <= set(range(passage[0] - 2, passage[-1] + 3))
+
+
+def test_pair_method_passages_are_far_apart_and_both_covered(chunks, tokenizer):
+    config = PassageMethodConfig()
+    backend = ScriptedBackend()
+    example = run(pair_example(chunks[1], backend, tokenizer, config, seed=0)).example
+    first_side, second_side = backend.evidence_requests[-1].sides
+    assert example.method == "pair" and example.link_distance >= 10
+    assert min(second_side) - max(first_side) >= 10 - 2 * config.passage_context
+    assert set(example.positives) & set(first_side) and set(example.positives) & set(second_side)
+
+
+def test_sampling_follows_the_seed(chunks, tokenizer):
+    config = LinkMethodConfig()
+
+    def anchor_starts(seed: int) -> list[int]:
+        backend = ScriptedBackend(targets=(1,))
+        run(link_example(chunks[0], backend, tokenizer, config, seed=seed))
+        return [r.anchor[0] for r in backend.link_requests]
+
+    assert anchor_starts(0) == anchor_starts(0)
+    assert len({tuple(anchor_starts(seed)) for seed in range(5)}) > 1

@@ -1,0 +1,170 @@
+"""The generation stage end to end on a small real corpus: determinism, resume, manifest, card, config."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from generators.config import ConfigFileError, GenerateConfig, load_config, version_config
+from generators.stage import GenerationError, generate_shard, plan_generation, publish_generation, run_generation
+from pipeline.store import open_dataset
+
+DOCS = {
+    "scotus.jsonl.gz": ["scotus-2009-berghuis-v-thompkins", "scotus-2010-stern-v-marshall"],
+    "pydocs.jsonl.gz": ["pydoc311-tutorial"],
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(dev_corpus, tmp_path_factory) -> Path:
+    """Two JSONL files with the first 40k characters of three dev documents, written at test time."""
+    folder = tmp_path_factory.mktemp("corpus")
+    for name, ids in DOCS.items():
+        with gzip.open(dev_corpus / name, "rt", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle]
+        kept = [dict(row, text=row["text"][:40_000]) for row in rows if row["id"] in ids]
+        assert len(kept) == len(ids)
+        (folder / name.replace(".gz", "")).write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def config(corpus, tokenizer_path) -> GenerateConfig:
+    return load_config(None, {
+        "name": "small",
+        "corpus": [str(corpus)],
+        "num_shards": 2,
+        "corpus_config.tokenizer": str(tokenizer_path),
+        "corpus_config.chunk_tokens": 1500,
+    })
+
+
+@pytest.fixture(scope="module")
+def first_run(config, tmp_path_factory):
+    return run_generation(config, tmp_path_factory.mktemp("data-a"))
+
+
+def shard_digests(manifest: dict) -> dict[str, str]:
+    return {s["file"]: s["sha256"] for s in manifest["shards"]}
+
+
+def test_two_runs_give_the_same_version_and_identical_shards(config, first_run, tmp_path):
+    second = run_generation(config, tmp_path)
+    assert second.version == first_run.version
+    assert shard_digests(second.manifest) == shard_digests(first_run.manifest)
+    assert len(shard_digests(first_run.manifest)) == 6  # examples, chunks, links x 2 shards
+
+
+def test_a_killed_run_resumes_to_the_same_bytes(config, first_run, tmp_path):
+    plan = plan_generation(config, tmp_path)
+    generate_shard(plan, 0)
+    staging = tmp_path / "datasets" / "small" / ".partial" / plan.version
+    finished = staging / "data" / "train-00000-of-00002.parquet"
+    finished_mtime = finished.stat().st_mtime_ns
+    # The kill: shard 1 was half written (a temporary file) and its statistics never saved.
+    (staging / "links").mkdir(exist_ok=True)
+    (staging / "links" / ".links-00001-of-00002.parquet.tmp").write_bytes(b"PAR1 half a shard")
+    resumed = run_generation(config, tmp_path)
+    assert shard_digests(resumed.manifest) == shard_digests(first_run.manifest)
+    assert (resumed.path / "data" / finished.name).stat().st_mtime_ns == finished_mtime  # not rewritten
+
+
+def test_publishing_with_a_shard_missing_is_refused(config, tmp_path):
+    plan = plan_generation(config, tmp_path)
+    generate_shard(plan, 1)
+    with pytest.raises(GenerationError, match=r"shard\(s\) \[0\] not generated"):
+        publish_generation(plan)
+
+
+def test_a_published_version_is_reused(config, first_run):
+    again = run_generation(config, first_run.path.parent.parent.parent)
+    assert (again.version, again.newly_published) == (first_run.version, False)
+
+
+def test_a_new_seed_is_a_new_version(config, first_run, tmp_path):
+    plan = plan_generation(config.model_copy(update={"seed": 1}), tmp_path)
+    assert plan.version != first_run.version
+
+
+def test_every_example_is_a_long_link_with_evidence_on_both_sides(first_run):
+    dataset = open_dataset(first_run.path)
+    rows = dataset.read_table("examples").to_pylist()
+    assert len(rows) >= 5
+    questions_per_chunk: dict[str, set] = {}
+    for row in rows:
+        assert row["method"] == "link" and row["link_distance"] >= 10
+        anchor_side = set(range(row["anchor"][0] - 2, row["anchor"][-1] + 3))
+        link_side = set(range(row["link_target"] - 3, row["link_target"] + 4))
+        assert set(row["positives"]) & anchor_side and set(row["positives"]) & link_side
+        assert row["question"].strip()
+        questions_per_chunk.setdefault(row["chunk_id"], set()).add(row["question"])
+    assert all(len(q) == 1 for q in questions_per_chunk.values())  # one example per chunk
+    assert len({r["chunk_id"] for r in rows}) == len(rows)
+
+
+def test_manifest_holds_counts_drops_diagnostics_and_the_resolved_config(config, first_run):
+    manifest = first_run.manifest
+    counts = manifest["counts"]
+    assert counts["documents"] == 3
+    assert counts["examples"] == open_dataset(first_run.path).num_rows("examples")
+    # Every chunk gave an example or was counted under a reason.
+    without_example = {k: v for k, v in manifest["drop_reasons"].items() if k.startswith("no_example:")}
+    assert counts["chunks"] - counts["examples"] == sum(without_example.values()) > 0
+    graph = manifest["diagnostics"]["link_graph"]
+    assert graph["edges"] == counts["links"] > 0
+    assert graph["edges_per_unit"] == round(graph["edges"] / graph["units"], 4)
+    assert 0 < graph["share_of_anchors_without_usable_link"] < 1
+    assert sum(graph["distance_histogram"].values()) == graph["edges"]
+    assert manifest["config"] == config.model_dump(mode="json")
+    assert manifest["generator"] == "offline" and manifest["method"] == "link"
+    assert manifest["labels"]["min_link_distance"] >= 10
+
+
+def test_links_artifact_rows_are_the_graph_edges(first_run):
+    links = open_dataset(first_run.path).read_table("links").to_pylist()
+    assert len(links) == first_run.manifest["counts"]["links"]
+    assert all(link["finder"] == "offline" and link["reason"].startswith("shares rare terms") for link in links)
+    assert len({(l["chunk_id"], min(l["src"], l["dst"]), max(l["src"], l["dst"])) for l in links}) == len(links)
+
+
+def test_card_reports_counts_and_how_to_load(first_run):
+    card = (first_run.path / "README.md").read_text()
+    examples = first_run.manifest["counts"]["examples"]
+    assert f"| examples | {examples:,} |" in card
+    for needle in ("## Dropped, by reason", "## Labels", "## Link graph", "## Sources", "duckdb", "polars",
+                   "load_dataset", f"small/{first_run.version}/data/train-*.parquet"):
+        assert needle in card
+
+
+def test_pair_method_through_the_stage(config, tmp_path):
+    result = run_generation(config.model_copy(update={"method": "pair", "num_shards": 1}), tmp_path)
+    rows = open_dataset(result.path).read_table("examples", columns=["method", "link_target"]).to_pylist()
+    assert rows and all(r["method"] == "pair" and r["link_target"] is None for r in rows)
+
+
+def test_no_corpus_is_an_error_that_says_what_to_pass(tmp_path):
+    with pytest.raises(GenerationError, match="--corpus"):
+        plan_generation(GenerateConfig(name="empty"), tmp_path)
+
+
+def test_config_file_is_read_and_options_override_it(tmp_path):
+    path = tmp_path / "generate.yaml"
+    path.write_text("name: books\nseed: 3\nmethod: chunk\ncorpus_config:\n  chunk_tokens: 5000\nlink:\n  anchor_units: 4\n")
+    config = load_config(path, {"seed": 7, "corpus_config.chunk_tokens": None, "method": None})
+    assert (config.name, config.seed, config.method) == ("books", 7, "chunk")
+    assert config.corpus_config.chunk_tokens == 5000 and config.link.anchor_units == 4
+
+
+def test_config_errors_name_the_file_and_the_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("link:\n  anchor_unitz: 4\n")
+    with pytest.raises(ConfigFileError, match=r"bad\.yaml: link\.anchor_unitz: Extra inputs"):
+        load_config(path)
+
+
+def test_version_ignores_throughput_settings_only():
+    base = GenerateConfig(name="x", corpus=["a"])
+    assert version_config(base) == version_config(base.model_copy(update={"concurrency": 64, "corpus": ["b"]}))
+    assert version_config(base) != version_config(base.model_copy(update={"seed": 1}))
