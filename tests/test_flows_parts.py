@@ -53,6 +53,17 @@ def test_demo_corpus_rebuild_leaves_files_untouched(tmp_path):
     assert [(p.read_bytes(), p.stat().st_mtime_ns) for p in second] == before
 
 
+def test_bundled_tokenizer_neither_pads_nor_truncates(tmp_path):
+    from tokenizers import Tokenizer
+
+    path = demo.bundled_tokenizer(tmp_path)
+    tokenizer = Tokenizer.from_file(str(path))
+    assert len(tokenizer.encode("lambda", add_special_tokens=False).ids) == 1
+    assert len(tokenizer.encode("word " * 300, add_special_tokens=False).ids) == 300
+    mtime = path.stat().st_mtime_ns
+    assert demo.bundled_tokenizer(tmp_path) == path and path.stat().st_mtime_ns == mtime
+
+
 def test_counts_table_lists_rows_counts_and_every_drop_reason():
     manifest = {
         "shards": [

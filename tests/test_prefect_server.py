@@ -1,0 +1,234 @@
+"""The flows against a real Prefect server on 127.0.0.1 (one server for this module).
+
+- `linkscan serve` serves the deployments; `prefect deployment run 'generate/default'` publishes a
+  version, the event fires, and the train deployment runs on that version.
+- A generate run killed with SIGKILL after a shard and rerun gives the same bytes as a clean run.
+- The generate flow runs its shards on a local Dask cluster.
+
+Every process a test starts runs in its own session and is stopped in a ``finally``.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows import events
+from flows.server import server_env, start_server, stop_process, wait_healthy
+from pipeline.store import VersionStaging
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+LINKSCAN = str(Path(sys.executable).with_name("linkscan"))
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+@dataclass
+class Server:
+    api_url: str
+    home: Path
+    env: dict
+
+    def post(self, route: str, body: dict) -> dict | list:
+        response = httpx.post(f"{self.api_url}{route}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def flow_runs(self, flow_name: str) -> list[dict]:
+        return self.post("/flow_runs/filter", {"flows": {"name": {"any_": [flow_name]}}})
+
+    def wait_for_flow_run(self, flow_name: str, accept, timeout: float, what: str) -> dict:
+        """The first run of ``flow_name`` that is final and passes ``accept``; fail on a crash or timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for run in self.flow_runs(flow_name):
+                if run["state_type"] in {"FAILED", "CRASHED"} and accept(run):
+                    pytest.fail(f"{flow_name} run {run['name']} ended {run['state_type']}: {run['state']['message']}")
+                if run["state_type"] == "COMPLETED" and accept(run):
+                    return run
+            time.sleep(1)
+        pytest.fail(f"no completed {flow_name} run {what} within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Server:
+    home = tmp_path_factory.mktemp("prefect-home")
+    process, api_url = start_server(home, ui=False)
+    try:
+        wait_healthy(api_url, timeout=120, process=process)
+        yield Server(api_url, home, server_env(home, api_url))
+    finally:
+        stop_process(process)
+
+
+SMALL_CORPUS_DOCS = ["pydoc311-library-ast", "pydoc311-library-re", "pydoc311-library-unittest", "pydoc311-library-unittest-mock"]
+
+
+def small_corpus(dev_corpus: Path, target: Path) -> Path:
+    """Four Python library docs from the dev corpus, one JSONL file each (so four shards)."""
+    target.mkdir()
+    with gzip.open(dev_corpus / "pydocs.jsonl.gz", "rt") as handle:
+        for line in handle:
+            doc = json.loads(line)
+            if doc["id"] in SMALL_CORPUS_DOCS:
+                (target / f"{doc['id']}.jsonl").write_text(line if line.endswith("\n") else line + "\n")
+    assert len(list(target.iterdir())) == len(SMALL_CORPUS_DOCS)
+    return target
+
+
+def small_config(corpus: Path, tokenizer_path: Path) -> dict:
+    return {
+        "name": "flowtest",
+        "corpus": [str(corpus)],
+        "generator": "offline",
+        "num_shards": 4,
+        "corpus_config": {"tokenizer": str(tokenizer_path)},
+    }
+
+
+def run_python(code: str, server: Server, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    process = subprocess.Popen(
+        [PYTHON, "-c", code, *args],
+        env=server.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        stop_process(process)
+    return subprocess.CompletedProcess(process.args, process.returncode, output)
+
+
+RUN_GENERATE = """
+import json, sys
+from flows.generate import generate
+from flows.runtime import TaskRunnerConfig
+from generators.config import GenerateConfig
+result = generate(
+    config=GenerateConfig.model_validate(json.loads(sys.argv[1])),
+    data_root=sys.argv[2],
+    task_runner=TaskRunnerConfig.model_validate(json.loads(sys.argv[3])),
+)
+print("RESULT", json.dumps(result))
+"""
+
+# Runs the flow with generate_shard wrapped so that the process SIGKILLs itself right after the
+# shard with index sys.argv[4] is written: a real kill, at a point the test knows.
+KILL_AFTER_SHARD = """
+import os, signal, sys
+from generators import stage
+write_shard = stage.generate_shard
+def write_then_die(plan, index):
+    result = write_shard(plan, index)
+    if index == int(sys.argv[4]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+stage.generate_shard = write_then_die
+""" + RUN_GENERATE
+
+
+def shard_bytes(version_dir: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(version_dir)): path.read_bytes()
+        for path in sorted(version_dir.rglob("*.parquet"))
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, dev_corpus, tokenizer_path):
+    """The small config's dataset, generated without Prefect: the bytes every flow run must match."""
+    from generators.config import GenerateConfig
+    from generators.stage import run_generation
+
+    corpus = small_corpus(dev_corpus, tmp_path_factory.mktemp("corpus") / "pydocs")
+    config = small_config(corpus, tokenizer_path)
+    result = run_generation(GenerateConfig.model_validate(config), tmp_path_factory.mktemp("reference"))
+    assert result.manifest["counts"]["examples"] > 0
+    return config, Path(result.path)
+
+
+def test_served_generate_publishes_and_triggers_training_on_that_version(server, tmp_path):
+    workdir = tmp_path / "served"
+    workdir.mkdir()
+    data_root = workdir / "data"
+    env = {**server.env, "LINKSCAN_DATA": str(data_root)}
+    with open(tmp_path / "serve.log", "wb") as log:
+        serving = subprocess.Popen(
+            [LINKSCAN, "serve"], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while len(server.post("/deployments/filter", {"deployments": {"name": {"any_": ["default"]}}})) < 3:
+            assert serving.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "linkscan serve did not register 3 deployments in 120 s"
+            time.sleep(1)
+        run = subprocess.run(
+            [PREFECT, "deployment", "run", "generate/default"],
+            env=env, cwd=workdir, capture_output=True, text=True, timeout=120,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+
+        generated = server.wait_for_flow_run("generate", lambda r: r["deployment_id"] is not None, 420, "of generate/default")
+        version = (data_root / "datasets" / "demo" / "LATEST").read_text().strip()
+        assert (data_root / "datasets" / "demo" / version / "dataset.json").is_file()
+
+        published = server.post(
+            "/events/filter",
+            {"filter": {"event": {"name": [events.DATASET_PUBLISHED]}, "resource": {"id": ["linkscan.dataset.demo"]}}},
+        )["events"]
+        assert [e["payload"]["version"] for e in published] == [version]
+        assert published[0]["payload"]["path"] == str(data_root / "datasets" / "demo" / version)
+
+        trained = server.wait_for_flow_run(
+            "train", lambda r: r["parameters"].get("version") == version, 180, f"on version {version}"
+        )
+        assert trained["parameters"] == {"dataset": "demo", "version": version, "data_root": str(data_root)}
+        assert trained["expected_start_time"] >= generated["start_time"]
+    finally:
+        stop_process(serving)
+
+
+def test_generate_killed_after_a_shard_resumes_to_the_same_bytes(server, reference, tmp_path):
+    config, reference_dir = reference
+    data_root = tmp_path / "data"
+    threads = json.dumps({"kind": "threads", "max_workers": 1})
+    killed = run_python(KILL_AFTER_SHARD, server, json.dumps(config), str(data_root), threads, "1")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:]
+    dataset = data_root / "datasets" / config["name"]
+    staging = VersionStaging(data_root, config["name"], reference_dir.name).dir
+    assert 1 <= len(list((staging / "data").glob("train-*.parquet"))) < config["num_shards"]
+    assert not (dataset / "LATEST").exists()
+    written_before_kill = {str(p.relative_to(staging)): p.stat().st_mtime_ns for p in staging.rglob("*.parquet")}
+
+    rerun = run_python(RUN_GENERATE, server, json.dumps(config), str(data_root), threads)
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    version_dir = dataset / reference_dir.name
+    assert shard_bytes(version_dir) == shard_bytes(reference_dir)
+    for folder in ("data", "chunks", "links"):
+        assert len(list((version_dir / folder).iterdir())) == config["num_shards"], folder
+    assert not staging.exists()
+    # The shards finished before the kill were kept, not written again.
+    assert {name: (version_dir / name).stat().st_mtime_ns for name in written_before_kill} == written_before_kill
+
+
+def test_generate_runs_its_shards_on_a_local_dask_cluster(server, reference, tmp_path):
+    config, reference_dir = reference
+    data_root = tmp_path / "data"
+    dask = json.dumps({"kind": "dask", "n_workers": 2, "processes": False})
+    result = run_python(RUN_GENERATE, server, json.dumps(config), str(data_root), dask)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Creating a new Dask cluster with `distributed.deploy.local.LocalCluster`" in result.stdout
+    version_dir = data_root / "datasets" / config["name"] / reference_dir.name
+    assert shard_bytes(version_dir) == shard_bytes(reference_dir)
