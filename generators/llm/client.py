@@ -30,6 +30,7 @@ from generators.llm.ratelimit import RateLimiter
 _NO_KEY = "not-needed"
 _FORMAT_FALLBACK = {"json_schema": "json_object", "json_object": "none"}
 _CONNECTIONS_PER_POOL = 16
+_MAX_RETRY_AFTER_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -76,17 +77,21 @@ class StageUsage:
     cost_usd: float = 0.0
 
     def as_dict(self) -> dict:
-        return {
-            "requests": self.requests,
-            "cache_hits": self.cache_hits,
-            "attempts": self.attempts,
-            "retries": self.retries,
-            "failures": dict(sorted(self.failures.items())),
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cached_tokens": self.cached_tokens,
-            "cost_usd": round(self.cost_usd, 6),
-        }
+        fields = {name: getattr(self, name) for name in _COUNTS}
+        return {**fields, "failures": dict(sorted(self.failures.items())), "cost_usd": round(self.cost_usd, 6)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "StageUsage":
+        return cls(**{**values, "failures": Counter(values.get("failures", {}))})
+
+    def add(self, other: "StageUsage") -> None:
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost_usd += other.cost_usd
+        self.failures.update(other.failures)
+
+
+_COUNTS = ("requests", "cache_hits", "attempts", "retries", "prompt_tokens", "completion_tokens", "cached_tokens")
 
 
 class UsageTracker:
@@ -101,13 +106,15 @@ class UsageTracker:
             self.stages[name] = StageUsage()
         return self.stages[name]
 
+    def add(self, other: "UsageTracker") -> None:
+        for name, usage in list(other.stages.items()):
+            self.stage(name).add(usage)
+        self.in_flight += other.in_flight
+
     def total(self) -> StageUsage:
         total = StageUsage()
         for usage in self.stages.values():
-            for name in ("requests", "cache_hits", "attempts", "retries", "prompt_tokens", "completion_tokens", "cached_tokens"):
-                setattr(total, name, getattr(total, name) + getattr(usage, name))
-            total.cost_usd += usage.cost_usd
-            total.failures.update(usage.failures)
+            total.add(usage)
         return total
 
     def as_dict(self) -> dict:
@@ -120,23 +127,11 @@ class UsageTracker:
 
 def merge_usage(parts: list[dict]) -> dict:
     """Add up ``UsageTracker.as_dict()`` results (one per shard) into one of the same shape."""
-    stages: dict[str, dict] = {}
+    combined = UsageTracker()
     for part in parts:
         for name, usage in part.get("stages", {}).items():
-            into = stages.setdefault(name, StageUsage().as_dict())
-            for key, value in usage.items():
-                if key == "failures":
-                    into["failures"] = dict(sorted((Counter(into["failures"]) + Counter(value)).items()))
-                else:
-                    into[key] = round(into[key] + value, 6) if key == "cost_usd" else into[key] + value
-    total = StageUsage().as_dict()
-    for usage in stages.values():
-        for key, value in usage.items():
-            if key == "failures":
-                total["failures"] = dict(sorted((Counter(total["failures"]) + Counter(value)).items()))
-            else:
-                total[key] = round(total[key] + value, 6) if key == "cost_usd" else total[key] + value
-    return {"stages": dict(sorted(stages.items())), "total": total}
+            combined.stage(name).add(StageUsage.from_dict(usage))
+    return combined.as_dict()
 
 
 def _retry_after_seconds(headers) -> float | None:
@@ -389,11 +384,11 @@ class LLMClient:
         return {"response_format": response_format}
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Full-jitter exponential backoff; a server's Retry-After is a floor."""
+        """Full-jitter exponential backoff; a server's Retry-After is a floor (up to 10 minutes)."""
         ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
         delay = self._random.uniform(0, ceiling)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, max(self.config.backoff_max_s, 1.0)))
+            delay = max(delay, min(retry_after, _MAX_RETRY_AFTER_S))
         return delay
 
 

@@ -34,18 +34,11 @@ class ProgressBoard:
         with self._lock:
             trackers = list(self._trackers)
         combined = UsageTracker()
-        in_flight = 0
         for tracker in trackers:
-            in_flight += tracker.in_flight
-            for name, usage in list(tracker.stages.items()):
-                into = combined.stage(name)
-                for field in ("requests", "cache_hits", "attempts", "retries", "prompt_tokens", "completion_tokens", "cached_tokens"):
-                    setattr(into, field, getattr(into, field) + getattr(usage, field))
-                into.cost_usd += usage.cost_usd
-                into.failures.update(usage.failures)
+            combined.add(tracker)
         stages = dict(sorted(combined.stages.items()))
         stages["total"] = combined.total()
-        return stages, in_flight
+        return stages, combined.in_flight
 
     def __rich__(self) -> Table:
         stages, in_flight = self.totals()
