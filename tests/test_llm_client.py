@@ -11,7 +11,7 @@ from generators.llm import prompts
 from generators.llm.cache import ResponseCache, cache_key
 from generators.llm.client import LLMClient, LLMFatalError, LLMRequestError, merge_usage
 from generators.llm.config import LLMConfig, MissingAPIKeyError, Price, resolve_api_key
-from generators.llm.ratelimit import TokenBucket
+from generators.llm.ratelimit import RateLimiter, TokenBucket
 from tests.llm_server import LLMTestServer, Reply, request_stage
 
 KEY = "sk-test-0123456789-do-not-leak"
@@ -186,6 +186,14 @@ def test_token_bucket_paces_requests_after_the_burst():
     assert bucket.wait_time(1) == pytest.approx(1.0)
     now[0] = 30.0
     assert bucket.wait_time(1) == 0 and bucket.wait_time(45) == pytest.approx(15.0)
+
+
+def test_tokens_per_minute_reserve_the_estimate_and_refund_what_was_not_used():
+    limiter = RateLimiter(rpm=None, tpm=1000, clock=lambda: 0.0)
+    asyncio.run(limiter.acquire(800))
+    assert limiter.tokens.wait_time(400) > 0
+    limiter.settle(reserved=800, used=300)
+    assert limiter.tokens.wait_time(400) == 0 and limiter.tokens.wait_time(800) > 0
 
 
 def test_requests_per_minute_limit_slows_the_client(server, tmp_path):
