@@ -136,3 +136,21 @@ def test_special_token_text_survives_segmentation(segmenter, tokenizer):
     text = "A model emits <|endoftext|> at the end of a document, and the pipeline must keep it intact."
     segmented = segmenter.segment(text)
     assert tokenizer.decode(segmented.token_ids, skip_special_tokens=False) == text
+
+
+def test_sentencizer_matches_spacys_sentencizer_on_real_text(segmenter, dev_corpus):
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    for source in ("scotus", "pydocs"):
+        with gzip.open(dev_corpus / f"{source}.jsonl.gz", "rt") as handle:
+            text = json.loads(handle.readline())["text"][:40_000].strip()
+        expected = [0]
+        for paragraph in text.split("\n\n"):  # the segmenter also breaks at paragraph ends
+            offset = expected[-1] if len(expected) == 1 else text.index(paragraph, expected[-1])
+            expected.extend(offset + s.start_char for s in nlp(paragraph).sents)
+        sentences = [text[a:b] for a, b in zip(expected, expected[1:] + [len(text)]) if text[a:b].strip()]
+        # spaCy leaves the whitespace before a sentence at the end of the previous one.
+        glued = [s.strip() for s in sentences]
+        assert [s.strip() for s in segmenter.sentences(text)] == glued
