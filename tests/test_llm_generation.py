@@ -146,7 +146,7 @@ def test_unusable_answers_are_counted_by_reason_in_the_manifest(runs):
     assert rejected["question:not_self_contained"] == 1
     assert rejected["evidence:index_out_of_range"] == 1
     assert manifest["llm"]["rejected_items"] == {"link_without_index": 1}  # the cut-off second link
-    assert manifest["drop_reasons"].get("links_llm_not_json", 0) >= 1  # the injected document's chunk
+    assert manifest["drop_reasons"].get("no_example:links_llm_not_json", 0) >= 1  # the injected document's chunk
 
 
 def test_the_injected_document_gives_no_example(runs):
@@ -192,4 +192,4 @@ def test_a_request_that_keeps_failing_is_counted_and_the_run_finishes(corpus, to
     manifest = result.manifest
     assert manifest["counts"]["examples"] == 0
     assert manifest["llm"]["usage"]["stages"]["evidence"]["failures"]["server_error"] >= 1
-    assert manifest["drop_reasons"]["evidence_llm_failed_server_error"] >= 1
+    assert manifest["drop_reasons"]["no_example:evidence_llm_failed_server_error"] >= 1
