@@ -280,3 +280,16 @@ def test_progress_display_shows_the_sum_of_clients_created_inside_it(server, tmp
     assert "evidence" in output.getvalue() and "cache hits" in output.getvalue()
     outside = make_client(server, tmp_path)
     assert all(tracker is not outside.usage for tracker in board._trackers)
+
+
+def test_token_limit_goes_under_the_configured_parameter_name(server, tmp_path):
+    asyncio.run(ask(make_client(server, tmp_path, token_limit_param="max_completion_tokens", max_tokens=77)))
+    sent = server.received[0]
+    assert sent["max_completion_tokens"] == 77 and "max_tokens" not in sent
+    assert (sent["temperature"], sent["seed"], sent["model"]) == (0.0, 0, "test-model")
+
+
+def test_a_final_failure_says_what_to_change(server, tmp_path):
+    server.inject(Reply(status=429), times=10)
+    with pytest.raises(LLMRequestError, match="llm.concurrency"):
+        asyncio.run(ask(make_client(server, tmp_path, max_attempts=2)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import random
 import time
 from collections import Counter
@@ -26,11 +27,21 @@ from generators.llm.cache import ResponseCache, cache_key
 from generators.llm.config import LLMConfig
 from generators.llm.ratelimit import RateLimiter
 
+log = logging.getLogger("linkscan")
+
 # Sent by the openai package when no key is needed (local servers accept anything).
 _NO_KEY = "not-needed"
 _FORMAT_FALLBACK = {"json_schema": "json_object", "json_object": "none"}
 _CONNECTIONS_PER_POOL = 16
 _MAX_RETRY_AFTER_S = 600.0
+# What to change when a request keeps failing for this reason.
+_HINTS = {
+    "timeout": "raise llm.timeout_s or lower llm.max_tokens",
+    "rate_limited": "lower llm.concurrency or set llm.rpm / llm.tpm to the account's limits",
+    "server_error": "the server keeps failing; check it, then rerun to resume",
+    "connection_error": "check llm.base_url and that the server is up, then rerun to resume",
+    "bad_response": "the server does not answer like an OpenAI chat completions endpoint; check llm.base_url",
+}
 
 
 @dataclass(frozen=True)
@@ -236,7 +247,7 @@ class LLMClient:
             self.cache.close()
 
     def _params(self, params: dict) -> dict:
-        merged = {"temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        merged = {"temperature": self.config.temperature, self.config.token_limit_param: self.config.max_tokens}
         if self.config.seed is not None:
             merged["seed"] = self.config.seed
         merged.update(params)
@@ -292,7 +303,7 @@ class LLMClient:
         import openai
 
         usage = self.usage.stage(stage)
-        reserved = _estimate_tokens(messages) + params.get("max_tokens", 0)
+        reserved = _estimate_tokens(messages) + params.get(self.config.token_limit_param, 0)
         last_reason, last_detail = "unknown", ""
         attempt = 0
         while attempt < self.config.max_attempts:
@@ -324,6 +335,10 @@ class LLMClient:
                         ) from None
                     if status in (400, 422) and self._structured in _FORMAT_FALLBACK and response_format:
                         # The server does not take this response_format: degrade for all later calls.
+                        log.warning(
+                            "%s: HTTP %d with response_format %s; retrying with %s from now on",
+                            self.config.base_url, status, self._structured, _FORMAT_FALLBACK[self._structured],
+                        )
                         self._structured = _FORMAT_FALLBACK[self._structured]
                         attempt -= 1
                         continue
@@ -360,7 +375,9 @@ class LLMClient:
                 usage.retries += 1
                 await asyncio.sleep(self._backoff(attempt, retry_after))
         usage.failures[last_reason] += 1
-        raise LLMRequestError(last_reason, f"{last_detail} (gave up after {self.config.max_attempts} attempts)")
+        detail = f"{last_detail} (gave up after {self.config.max_attempts} attempts; {_HINTS.get(last_reason, 'see the server log')})"
+        log.warning("%s: %s request to %s failed: %s", stage, self.config.model, self.config.base_url, detail)
+        raise LLMRequestError(last_reason, detail)
 
     async def _post(self, messages: list[dict], params: dict, extra: dict) -> str:
         # The openai client's generic post: its errors, headers and auth, without the per-call

@@ -42,6 +42,8 @@ class LLMConfig(BaseModel):
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=1024, ge=1)
+    # OpenAI's reasoning models take "max_completion_tokens" instead of "max_tokens".
+    token_limit_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     seed: int | None = 0
     # Ask for JSON through response_format: "json_schema" (strict structured output), "json_object",
     # or "none" (the prompt alone asks for JSON). A server that rejects one falls back to the next.
