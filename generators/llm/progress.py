@@ -72,9 +72,12 @@ def show_llm_progress(console: Console | None = None) -> Iterator[ProgressBoard]
     """Display the LLM clients' progress live (on stderr by default) while the block runs."""
     global _active
     board = ProgressBoard()
+    console = console or Console(stderr=True)
     previous, _active = _active, board
     try:
-        with Live(board, console=console or Console(stderr=True), refresh_per_second=4):
+        with Live(board, console=console, refresh_per_second=4):
             yield board
     finally:
         _active = previous
+        if not console.is_terminal:  # the final table is printed without a line end there
+            console.line()
