@@ -254,7 +254,8 @@ def run_evaluation(
                     if llm_client is not None:
                         pending.append((row, question, context_text(document.units, context)))
         evidence[benchmark.name] = stats
-        say(f"{benchmark.name}: {len(questions)} questions, {len(_questions_by_document(questions))} documents")
+        say(f"{benchmark.name}: {len(questions)} questions, {len(_questions_by_document(questions))} documents "
+            f"({time.monotonic() - started:.0f} s so far)")
     llm_usage = None
     if llm_client is not None and pending:
         say(f"LLM protocol: {len(pending)} answers to write and judge")
