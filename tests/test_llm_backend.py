@@ -163,3 +163,17 @@ def test_stats_of_shards_add_up(server, tmp_path, chunk):
     merged = merge_llm_stats([backend.stats(), backend.stats()])
     assert merged["usage"]["total"]["requests"] == 2
     assert merged["model"] == "test-model"
+
+
+def test_the_cache_keeps_the_raw_answer_so_parsing_can_change_later(server, tmp_path, chunk):
+    raw = 'Sure! ```json\n{"evidence": [1]}\n``` Hope that helps.'
+    server.inject(Reply(content=raw))
+    backend = backend_for(server, tmp_path)
+    request = EvidenceRequest(chunk.chunk_id, chunk.sentences, QuestionDraft("Who questioned Thompkins?"), candidates=[4, 5])
+    assert run(backend, backend.pick_evidence(request)) == [5]
+    backend.close()
+    import sqlite3
+
+    stored = sqlite3.connect(tmp_path / "cache" / "llm.sqlite").execute("SELECT stage, response FROM responses").fetchall()
+    assert len(stored) == 1 and stored[0][0] == "evidence"
+    assert json.loads(stored[0][1])["choices"][0]["message"]["content"] == raw
