@@ -228,7 +228,7 @@ def run_evaluation(
                     stats["unmatched"] += len(match.unmatched)
                     if not match.gold_units:
                         stats["questions_without_gold_units"] += 1
-                        skipped.add("no_evidence_span_matched", where=f"{benchmark.name}/{q.id}")
+                        skipped.add("evidence_matched_no_unit")
             for retriever in retrievers:
                 queries = [Query(q.id, q.question, matches[q.id].gold_units) for q in doc_questions]
                 if retriever.name == "oracle":  # the oracle only answers where gold units exist
@@ -254,6 +254,9 @@ def run_evaluation(
                     if llm_client is not None:
                         pending.append((row, question, context_text(document.units, context)))
         evidence[benchmark.name] = stats
+        if stats["unmatched"]:
+            say(f"{benchmark.name}: {stats['unmatched']} of {stats['spans']} evidence spans matched no unit; "
+                f"{stats['questions_without_gold_units']} questions have no gold unit (no retrieval metrics for them)")
         say(f"{benchmark.name}: {len(questions)} questions, {len(_questions_by_document(questions))} documents "
             f"({time.monotonic() - started:.0f} s so far)")
     llm_usage = None
