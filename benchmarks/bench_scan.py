@@ -3,6 +3,8 @@ vs the paper's sliding windows, for the 130m and 1.3b shapes (random weights, bf
 one unit per 32 tokens).
 
     python benchmarks/bench_scan.py --json scan.json
+    python benchmarks/bench_scan.py --unsegmented 1048576   # one unsegmented 130m pass, in its own
+                                                            # process: a kernel fault kills the context
 """
 from __future__ import annotations
 
@@ -37,15 +39,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", default=None)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--unsegmented", type=int, default=None, help="only one unsegmented 130m pass of this many tokens")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     question = rng.integers(0, 50000, 24)
     plans = {
         # (document tokens, mode, segment tokens or None for one unsegmented pass)
         "130m": [(262144, "single_pass", 131072), (1048576, "single_pass", 65536), (1048576, "single_pass", 131072),
-                 (1048576, "single_pass", 262144), (1048576, "single_pass", None), (1048576, "sliding_window", 131072)],
+                 (1048576, "single_pass", 262144), (1048576, "single_pass", 524288), (1048576, "sliding_window", 131072)],
         "1.3b": [(262144, "single_pass", 131072), (1048576, "single_pass", 131072), (1048576, "sliding_window", 131072)],
     }
+    if args.unsegmented:
+        plans = {"130m": [(args.unsegmented, "single_pass", None)]}
     results = []
     for name, runs in plans.items():
         model = ScannerModel(model_shape(name), backend="mamba_ssm", device="cuda").to(torch.bfloat16).eval()

@@ -57,7 +57,7 @@ def test_short_training_lowers_loss_and_raises_held_out_recall_above_random(tmp_
     config = TrainConfig(
         dataset=dataset, out=str(tmp_path / "run"), config="130m", backend="mamba_ssm", device="cuda",
         max_steps=int(os.environ.get("LINKSCAN_PROBE_STEPS", "150")), tokens_per_step=65536,
-        micro_batch_tokens=32768, length_buckets=[2048, 4096, 8192], max_seq_tokens=8192, lr=1e-3, min_lr=1e-4,
+        micro_batch_tokens=32768, max_seq_tokens=8192, lr=1e-3, min_lr=1e-4,
         validate_every=50, checkpoint_every=1000, validation_examples=128, progress=False,
     )
     result = train(config)

@@ -155,6 +155,21 @@ def _add_norm(hidden: torch.Tensor, residual: torch.Tensor | None, weight: torch
     return _rms_norm(residual, weight, eps).to(weight.dtype), residual
 
 
+def _project_after(tail: torch.Tensor | None, hidden: torch.Tensor, in_proj: torch.nn.Linear) -> torch.Tensor:
+    """``cat([tail, in_proj(hidden)], dim=1)`` without copying the projection (written in place)."""
+    if tail is None:
+        return in_proj(hidden)
+    batch, length, _ = hidden.shape
+    weight = in_proj.weight
+    out = torch.empty(batch, tail.shape[1] + length, weight.shape[0], dtype=tail.dtype, device=hidden.device)
+    out[:, : tail.shape[1]] = tail
+    for row in range(batch):  # each row's slice is contiguous, so matmul can write into it
+        torch.matmul(hidden[row], weight.t(), out=out[row, tail.shape[1]:])
+    if in_proj.bias is not None:
+        out[:, tail.shape[1]:] += in_proj.bias
+    return out
+
+
 @torch.no_grad()
 def forward_segment(model: ScannerModel, input_ids: torch.Tensor, state: ScanState) -> torch.Tensor:
     """Final normed hidden states (batch, length, d_model) of one segment; ``state`` is updated in place."""
@@ -167,10 +182,8 @@ def forward_segment(model: ScannerModel, input_ids: torch.Tensor, state: ScanSta
     for i, layer in enumerate(model.layers):
         hidden, residual = _add_norm(hidden, residual, layer.norm.weight, model, fused)
         mixer = layer.mixer
-        zxbcdt = mixer.in_proj(hidden)
         tail = state.conv_tails[i]
-        if tail is not None:
-            zxbcdt = torch.cat([tail, zxbcdt], dim=1)
+        zxbcdt = _project_after(tail, hidden, mixer.in_proj)
         new_tail = zxbcdt[:, -keep:].clone()
         new_tail[..., -shape.nheads:] = _MASKED_DT
         out, state.ssm_states[i] = split_conv1d_scan(zxbcdt, mixer, model, state.ssm_states[i])
