@@ -118,6 +118,27 @@ async def _evidence(backend: Backend, request: EvidenceRequest) -> list[int]:
     return evidence
 
 
+async def _question_and_evidence(
+    backend: Backend, chunk: Chunk, passages: list[list[int]], sides: list[list[int]], link: LinkCandidate | None = None
+) -> tuple[QuestionDraft, list[int]]:
+    """Ask for a question over ``passages``, then for evidence among ``sides`` (which it must all cover)."""
+    draft = await _question(backend, QuestionRequest(chunk.chunk_id, chunk.sentences, passages, link=link))
+    candidates = sorted(set().union(*map(set, sides)))
+    evidence = await _evidence(backend, EvidenceRequest(chunk.chunk_id, chunk.sentences, draft, candidates, sides))
+    return draft, evidence
+
+
+def _finish(
+    outcome: ChunkOutcome, chunk: Chunk, backend: Backend, tokenizer, draft: QuestionDraft, evidence: list[int], **fields
+) -> ChunkOutcome:
+    outcome.example = assemble_example(
+        chunk, question=draft.question, positives=evidence, generator=backend.name,
+        prompt_version=backend.prompt_version, tokenizer=tokenizer, **fields,
+    )
+    outcome.drop_reason = None
+    return outcome
+
+
 async def link_example(
     chunk: Chunk, backend: Backend, tokenizer, config: LinkMethodConfig, seed: int
 ) -> ChunkOutcome:
@@ -153,25 +174,16 @@ async def link_example(
                 raise _Attempt("no_usable_link" if not found else "links_too_short")
             # The paper keeps the longest-range link; ties go to the stronger, then the earlier.
             best = max(usable, key=lambda c: (gap_to(anchor, c.target), c.score, -c.target))
-            anchor_side = around(anchor, config.anchor_context, n)
             link_side = around([best.target], config.link_context, n)
-            draft = await _question(
-                backend, QuestionRequest(chunk.chunk_id, chunk.sentences, [anchor, link_side], link=best)
-            )
-            evidence = await _evidence(backend, EvidenceRequest(
-                chunk.chunk_id, chunk.sentences, draft,
-                candidates=sorted(set(anchor_side) | set(link_side)), sides=[anchor_side, link_side],
-            ))
+            sides = [around(anchor, config.anchor_context, n), link_side]
+            draft, evidence = await _question_and_evidence(backend, chunk, [anchor, link_side], sides, link=best)
         except _Attempt as failed:
             outcome.drop_reason = failed.reason
             continue
-        outcome.example = assemble_example(
-            chunk, question=draft.question, positives=evidence, anchor=anchor, method="link",
-            generator=backend.name, prompt_version=backend.prompt_version, tokenizer=tokenizer,
+        return _finish(
+            outcome, chunk, backend, tokenizer, draft, evidence, anchor=anchor, method="link",
             link_target=best.target, link_distance=gap_to(anchor, best.target),
         )
-        outcome.drop_reason = None
-        return outcome
     return outcome
 
 
@@ -191,19 +203,12 @@ async def chunk_example(
         passage = list(range(start, start + config.passage_units))
         outcome.anchors_tried += 1
         try:
-            draft = await _question(backend, QuestionRequest(chunk.chunk_id, chunk.sentences, [passage]))
-            evidence = await _evidence(backend, EvidenceRequest(
-                chunk.chunk_id, chunk.sentences, draft, candidates=around(passage, config.passage_context, n),
-            ))
+            sides = [around(passage, config.passage_context, n)]
+            draft, evidence = await _question_and_evidence(backend, chunk, [passage], sides)
         except _Attempt as failed:
             outcome.drop_reason = failed.reason
             continue
-        outcome.example = assemble_example(
-            chunk, question=draft.question, positives=evidence, anchor=passage, method="chunk",
-            generator=backend.name, prompt_version=backend.prompt_version, tokenizer=tokenizer,
-        )
-        outcome.drop_reason = None
-        return outcome
+        return _finish(outcome, chunk, backend, tokenizer, draft, evidence, anchor=passage, method="chunk")
     return outcome
 
 
@@ -224,24 +229,16 @@ async def pair_example(
         first = list(range(first_start, first_start + size))
         second = list(range(second_start, second_start + size))
         outcome.anchors_tried += 1
-        first_side = around(first, config.passage_context, n)
-        second_side = around(second, config.passage_context, n)
+        sides = [around(first, config.passage_context, n), around(second, config.passage_context, n)]
         try:
-            draft = await _question(backend, QuestionRequest(chunk.chunk_id, chunk.sentences, [first, second]))
-            evidence = await _evidence(backend, EvidenceRequest(
-                chunk.chunk_id, chunk.sentences, draft,
-                candidates=sorted(set(first_side) | set(second_side)), sides=[first_side, second_side],
-            ))
+            draft, evidence = await _question_and_evidence(backend, chunk, [first, second], sides)
         except _Attempt as failed:
             outcome.drop_reason = failed.reason
             continue
-        outcome.example = assemble_example(
-            chunk, question=draft.question, positives=evidence, anchor=first, method="pair",
-            generator=backend.name, prompt_version=backend.prompt_version, tokenizer=tokenizer,
-            link_target=None, link_distance=second_start - first_start - size + 1,
+        return _finish(
+            outcome, chunk, backend, tokenizer, draft, evidence, anchor=first, method="pair",
+            link_target=None, link_distance=gap_to(first, second_start),
         )
-        outcome.drop_reason = None
-        return outcome
     return outcome
 
 

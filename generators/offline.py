@@ -43,6 +43,32 @@ _EXTRA_STOP = {
 
 # Word endings of verbs, adverbs and adjectives: such words make poor question subjects.
 _NON_NOUN_ENDINGS = ("ing", "ed", "ly", "ful", "ous", "ive", "ible", "able")
+# Frequent verbs (irregular past forms above all) and adverbs that no suffix rule catches; they
+# make poor question subjects and phrase ends ("jeanne threw", "gave forth").
+_VERB_LIKE = frozenset("""
+    arose awoke became began bent bore bound bought brought built burnt caught chose clung came cost
+    crept dealt dug drew drank drove dwelt fell felt fought found fled flung forgot forgave froze got
+    gave went grew hung heard hid held hurt kept knelt knew laid led leant leapt left lent lay lit lost
+    made meant met paid put quit read rode rang rose ran said saw sought sold sent set shook shone
+    shot showed shut sang sank sat slept slid spoke spent spun spat split spread sprang stood stole
+    stuck stung strode struck swore swept swam swung took taught tore told thought threw understood
+    woke wore wept won wound wrote asks gets gives goes knows makes says sees takes thinks tells
+    comes looks seems wants uses finds determines provides requires contains includes allows
+    forth beneath within without upon toward towards thus hence therefore however perhaps indeed
+    rather quite almost already always never often soon still yet again also else ever even just
+    much more most less least many several certain whole following previous next last first second
+    away farther further today tomorrow yesterday later earlier instead otherwise together alone
+    find make take give know think tell become show apply applies mean means conclude restore hold
+    seem want need keep bring begin leave call try ask feel provide require include allow consider
+""".split())
+# question_rank levels: 0 name, 1 phrase, 2 noun-like word, 3 number, 4 verb-like word. A question
+# is about a term up to _SUBJECT_RANK; context terms that tie it to each side go up to _CONTEXT_RANK.
+_SUBJECT_RANK = 3
+_CONTEXT_RANK = 2
+_TWO_TERM_TEMPLATES = {
+    "chunk": ("How is {a} related to {b}?", "What does the text say about {a} in connection with {b}?"),
+    "pair": ("How does {a} relate to {b}?", "What do {a} and {b} have to do with each other?"),
+}
 _PHRASE_GAP = re.compile(r"[ \t]*\n?[ \t]*")
 _SENTENCE_END = frozenset(".!?:;“‘([")
 _CLOSING = frozenset("\"'”’)]")
@@ -128,7 +154,8 @@ class OfflineBackend:
                     terms.setdefault(token, Term(token, "number"))
                 continue
             lower = token.lower()
-            if lower in self._stop or len(lower) < 2:
+            # Two-letter tokens are noise ("La", "St", "de") unless they are acronyms ("IP", "UK").
+            if lower in self._stop or len(lower) < 2 or len(token) == 2 and not token.isupper():
                 previous = None
                 continue
             opens = _opens_sentence(text, match.start())
@@ -152,6 +179,8 @@ class OfflineBackend:
                 previous is not None
                 and not lower.endswith(_NON_NOUN_ENDINGS)
                 and not previous[0].endswith(("ed", "ing", "ly"))
+                and lower not in _VERB_LIKE
+                and previous[0] not in _VERB_LIKE
                 and _PHRASE_GAP.fullmatch(text, previous[2], match.start())
             ):
                 key = f"{previous[0]} {lower}"
@@ -212,7 +241,7 @@ class OfflineBackend:
         """Sort key of terms for a question: names, phrases, noun-like words, numbers, other words."""
         kind = index.kind[term]
         if kind == "word":
-            rank = 4 if term.endswith(_NON_NOUN_ENDINGS) else 2
+            rank = 4 if term.endswith(_NON_NOUN_ENDINGS) or term in _VERB_LIKE else 2
         else:
             rank = {"name": 0, "phrase": 1, "number": 3}[kind]
         return rank, -index.weight[term], term
@@ -263,9 +292,16 @@ class OfflineBackend:
         if not shared:
             return self._pair_question(request, index, first, second)
         shared = _distinct(sorted(shared, key=lambda t: self.question_rank(index, t)))
-        a_only = self._side_term(index, sides[0], exclude=set(shared) | self._terms_of(index, sides[1]))
+        shared = [t for t in shared if self.question_rank(index, t)[0] <= _SUBJECT_RANK]
+        if not shared:
+            raise Refusal("no_question_term", "the link shares only verb-like words")
+        # Context terms, one per side, make the question need both; only names, phrases and nouns.
+        a_only = self._side_term(
+            index, sides[0], exclude=set(shared) | self._terms_of(index, sides[1]), max_rank=_CONTEXT_RANK
+        )
         b_only = self._side_term(
-            index, sides[1], exclude=set(shared) | self._terms_of(index, sides[0]) | {a_only or ""}
+            index, sides[1], exclude=set(shared) | self._terms_of(index, sides[0]) | {a_only or ""},
+            max_rank=_CONTEXT_RANK,
         )
         lead = shared[0]
         names = [t for t in shared if index.kind[t] == "name"]
@@ -310,7 +346,9 @@ class OfflineBackend:
             found |= set(index.unit_terms[unit])
         return found
 
-    def _side_term(self, index: _ChunkIndex, units: Sequence[int], exclude: set[str]) -> str | None:
+    def _side_term(
+        self, index: _ChunkIndex, units: Sequence[int], exclude: set[str], max_rank: int = _SUBJECT_RANK
+    ) -> str | None:
         """The best question term of these units outside ``exclude`` (None if there is none)."""
         best: tuple[int, float, str] | None = None
         excluded_words = {word for term in exclude for word in term.split()}
@@ -319,42 +357,35 @@ class OfflineBackend:
                 if term in exclude or excluded_words.intersection(term.split()):
                     continue
                 candidate = self.question_rank(index, term)
+                if candidate[0] > max_rank:
+                    continue
                 if best is None or candidate < best:
                     best = candidate
         return best[2] if best else None
 
     def _passage_question(self, request: QuestionRequest, index: _ChunkIndex) -> QuestionDraft:
-        """Chunk method: two rare terms from different units of one passage."""
+        """Chunk method: two rare terms of one passage, from different units where possible."""
         passage = list(request.passages[0])
         first = self._side_term(index, passage, exclude=set())
-        if first is None:
-            raise Refusal("no_rare_terms", "the passage has no rare term to ask about")
-        holders = [u for u in passage if first in index.unit_terms[u]]
-        others = [u for u in passage if u not in holders]
-        second = self._side_term(index, others, exclude={first}) or self._side_term(index, passage, exclude={first})
-        if second is None:
-            raise Refusal("no_rare_terms", "the passage has only one rare term")
-        s = index.surface
-        variants = [
-            f"How is {s[first]} related to {s[second]}?",
-            f"What does the text say about {s[first]} in connection with {s[second]}?",
-        ]
-        return QuestionDraft(variants[self._pick(request.chunk_id, "chunk", len(variants))], (first, second))
+        others = [u for u in passage if first not in index.unit_terms[u]] if first else []
+        return self._two_term_question(request, index, passage, others or passage, "chunk")
 
     def _pair_question(
         self, request: QuestionRequest, index: _ChunkIndex, first: Sequence[int], second: Sequence[int]
     ) -> QuestionDraft:
-        """Pair method (or a link without terms): the rarest term of each passage."""
+        """Pair method (or a link without terms): the best question term of each passage."""
+        return self._two_term_question(request, index, first, second, "pair")
+
+    def _two_term_question(
+        self, request: QuestionRequest, index: _ChunkIndex, first: Sequence[int], second: Sequence[int], purpose: str
+    ) -> QuestionDraft:
         a_term = self._side_term(index, first, exclude=set())
-        b_term = self._side_term(index, second, exclude={a_term} if a_term else set())
+        b_term = self._side_term(index, second, exclude={a_term}) if a_term else None
         if a_term is None or b_term is None:
             raise Refusal("no_rare_terms", "a passage has no rare term to ask about")
-        s = index.surface
-        variants = [
-            f"How does {s[a_term]} relate to {s[b_term]}?",
-            f"What do {s[a_term]} and {s[b_term]} have to do with each other?",
-        ]
-        return QuestionDraft(variants[self._pick(request.chunk_id, "pair", len(variants))], (a_term, b_term))
+        templates = _TWO_TERM_TEMPLATES[purpose]
+        template = templates[self._pick(request.chunk_id, purpose, len(templates))]
+        return QuestionDraft(template.format(a=index.surface[a_term], b=index.surface[b_term]), (a_term, b_term))
 
 
 def _distinct(terms: list[str]) -> list[str]:
