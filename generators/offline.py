@@ -12,11 +12,12 @@ that mentions a question term: the linked units themselves plus the neighbours t
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from generators.base import (
@@ -69,6 +70,7 @@ _TWO_TERM_TEMPLATES = {
     "chunk": ("How is {a} related to {b}?", "What does the text say about {a} in connection with {b}?"),
     "pair": ("How does {a} relate to {b}?", "What do {a} and {b} have to do with each other?"),
 }
+_DIGITS = re.compile(r"\d")
 _PHRASE_GAP = re.compile(r"[ \t]*\n?[ \t]*")
 _SENTENCE_END = frozenset(".!?:;“‘([")
 _CLOSING = frozenset("\"'”’)]")
@@ -96,6 +98,7 @@ def _opens_sentence(text: str, start: int) -> bool:
     return i < 0 or text[i] in _SENTENCE_END
 
 
+@functools.lru_cache(maxsize=1)
 def _stop_words() -> frozenset[str]:
     from spacy.lang.en.stop_words import STOP_WORDS
 
@@ -116,9 +119,13 @@ class _ChunkIndex:
     surface: dict[str, str]  # rare term key -> how a question shows it
     weight: dict[str, float]  # rare term key -> IDF weight x kind multiplier
     kind: dict[str, str]  # term key -> "name" if it was ever seen as a name, else its kind
+    rare: list[frozenset[str]] = field(default_factory=list)  # per unit, its rare terms
 
-    def rare_terms(self, unit: int) -> set[str]:
-        return {key for key in self.unit_terms[unit] if key in self.weight}
+    def __post_init__(self) -> None:
+        self.rare = [frozenset(key for key in terms if key in self.weight) for terms in self.unit_terms]
+
+    def rare_terms(self, unit: int) -> frozenset[str]:
+        return self.rare[unit]
 
 
 class OfflineBackend:
@@ -146,32 +153,33 @@ class OfflineBackend:
         terms: dict[str, Term] = {}
         # key, shown form, end offset, is a name, opens a sentence without being a name
         previous: tuple[str, str, int, bool, bool] | None = None
+        min_word_chars = self.config.min_word_chars
         for match in _TOKEN_RE.finditer(text):
             token = match.group()
             if token[0].isdigit():
                 previous = None
-                if sum(c.isdigit() for c in token) >= 2:
-                    terms.setdefault(token, Term(token, "number"))
+                if len(_DIGITS.findall(token)) >= 2 and token not in terms:
+                    terms[token] = Term(token, "number")
                 continue
             lower = token.lower()
             # Two-letter tokens are noise ("La", "St", "de") unless they are acronyms ("IP", "UK").
             if lower in self._stop or len(lower) < 2 or len(token) == 2 and not token.isupper():
                 previous = None
                 continue
-            opens = _opens_sentence(text, match.start())
-            shouted = token.isupper() and len(token) > 8  # a heading in capitals, not an acronym
-            inner_capitals = any(c.isupper() for c in token[1:])
+            capital = token[0].isupper()
+            opens = capital and _opens_sentence(text, match.start())
+            shouted = capital and len(token) > 8 and token.isupper()  # a heading in capitals, not an acronym
             is_name = not shouted and (
-                any(c.isdigit() for c in token)  # identifiers: RFC3453, ifIndex2
-                or inner_capitals  # acronyms and camel case: FEC, LTEnc
-                or token[0].isupper() and not opens
+                token[1:] != token[1:].lower()  # acronyms and camel case: FEC, LTEnc
+                or _DIGITS.search(token) is not None  # identifiers: RFC3453, ifIndex2
+                or capital and not opens
             )
             shown = token if is_name or not opens and not shouted else lower
             if is_name:
                 terms[lower] = Term(lower, "name")
-            elif len(lower) >= self.config.min_word_chars:
+            elif len(lower) >= min_word_chars and lower not in terms:
                 # A capitalised sentence opener may be a name or not: the other occurrences decide.
-                terms.setdefault(lower, Term(lower, "opener" if token[0].isupper() else "word"))
+                terms[lower] = Term(lower, "opener" if capital else "word")
             if surface is not None and not shouted and (is_name or not opens):
                 surface.setdefault(lower, token)
             # Phrases end in a noun-like word and do not start with a verb form ("refused", "making").
