@@ -33,7 +33,6 @@ def render_card(name: str, version: str, config: dict, fingerprints: dict, field
     labels = fields.get("labels", {})
     graph = fields.get("diagnostics", {}).get("link_graph", {})
     method = fields.get("method", config.get("method", "link"))
-    glob_root = f"{name}/{version}"
     lines = [
         f"# {name} (version {version})",
         "",
@@ -83,6 +82,9 @@ def render_card(name: str, version: str, config: dict, fingerprints: dict, field
         "",
         "## Link graph",
         "",
+        *(["**No links were found: no example could be made by the link method. Check the generator "
+           "settings (for the offline one, `offline.min_link_score`) and the corpus.**", ""]
+          if not graph.get("edges") and method == "link" else []),
         f"- {graph.get('edges', 0):,} edges over {graph.get('units', 0):,} units "
         f"({graph.get('edges_per_unit', 0)} edges per unit; {graph.get('linked_unit_share', 0)} of units linked)",
         f"- anchors tried: {graph.get('anchors_tried', 0):,}; share without a usable link: "
@@ -113,19 +115,20 @@ def render_card(name: str, version: str, config: dict, fingerprints: dict, field
         "",
         "```python",
         "import pyarrow.dataset as ds",
-        f'table = ds.dataset("{glob_root}/data", format="parquet").to_table()',
+        'table = ds.dataset("data", format="parquet").to_table()',
         "",
         "import duckdb",
-        f"duckdb.sql(\"SELECT question, positives FROM '{glob_root}/data/train-*.parquet' LIMIT 5\")",
+        "duckdb.sql(\"SELECT question, positives FROM 'data/train-*.parquet' LIMIT 5\")",
         "",
         "import polars as pl",
-        f'frame = pl.read_parquet("{glob_root}/data/train-*.parquet")',
+        'frame = pl.read_parquet("data/train-*.parquet")',
         "",
         "from datasets import load_dataset",
-        f'dataset = load_dataset("parquet", data_files="{glob_root}/data/train-*.parquet", split="train")',
+        'dataset = load_dataset("parquet", data_files="data/train-*.parquet", split="train")',
         "```",
         "",
-        f"Paths are relative to `<data>/datasets/`; `linkscan inspect {name}` shows counts and samples.",
+        f"Paths are relative to this folder (`<data>/datasets/{name}/{version}/`); "
+        f"`linkscan inspect {name}` shows counts and rendered samples.",
         "",
     ]
     return "\n".join(lines)

@@ -134,7 +134,7 @@ def test_card_reports_counts_and_how_to_load(first_run):
     examples = first_run.manifest["counts"]["examples"]
     assert f"| examples | {examples:,} |" in card
     for needle in ("## Dropped, by reason", "## Labels", "## Link graph", "## Sources", "duckdb", "polars",
-                   "load_dataset", f"small/{first_run.version}/data/train-*.parquet"):
+                   "load_dataset", "'data/train-*.parquet'", f"small/{first_run.version}/"):
         assert needle in card
 
 
@@ -168,3 +168,13 @@ def test_version_ignores_throughput_settings_only():
     base = GenerateConfig(name="x", corpus=["a"])
     assert version_config(base) == version_config(base.model_copy(update={"concurrency": 64, "corpus": ["b"]}))
     assert version_config(base) != version_config(base.model_copy(update={"seed": 1}))
+
+
+def test_card_loading_code_runs_in_the_version_folder(first_run, monkeypatch):
+    card = (first_run.path / "README.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(first_run.path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    examples = first_run.manifest["counts"]["examples"]
+    assert namespace["table"].num_rows == namespace["frame"].height == len(namespace["dataset"]) == examples
