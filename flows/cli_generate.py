@@ -18,7 +18,8 @@ def _fail(message: str) -> None:
 
 
 def generate(
-    corpus: Optional[List[str]] = typer.Option(None, "--corpus", help="Input files, folders or globs (text, Markdown, HTML, JSONL, Parquet); repeat for several."),
+    paths: Optional[List[str]] = typer.Argument(None, help="More input paths (so `--corpus a b c` works).", show_default=False),
+    corpus: Optional[List[str]] = typer.Option(None, "--corpus", help="Input files, folders or globs (text, Markdown, HTML, JSONL, Parquet); `--corpus a b` or `--corpus a --corpus b`."),
     data: Optional[str] = typer.Option(None, "--data", help="Data folder (default: $LINKSCAN_DATA, else ./data)."),
     name: Optional[str] = typer.Option(None, "--name", help="Dataset name (a folder under <data>/datasets)."),
     method: Optional[str] = typer.Option(None, "--method", help="link (the paper's), chunk or pair (ablations)."),
@@ -40,7 +41,7 @@ def generate(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     overrides = {
-        "corpus": list(corpus) if corpus else None,
+        "corpus": [*(corpus or []), *(paths or [])] or None,
         "name": name,
         "method": method,
         "generator": generator,

@@ -65,3 +65,14 @@ def test_bad_method_names_the_field(corpus, tmp_path):
     result = invoke("--corpus", str(corpus), "--data", str(tmp_path), "--method", "graph")
     assert result.exit_code == 2
     assert "method" in result.output and "link" in result.output
+
+
+def test_several_corpus_paths_follow_one_flag(corpus, tokenizer_path, tmp_path):
+    second = tmp_path / "copy.jsonl"
+    second.write_text(corpus.read_text().replace('"rfc', '"copy-rfc'))
+    result = invoke("--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer_path), "--chunk-tokens", "1200",
+                    "--corpus", str(corpus), str(second))
+    assert result.exit_code == 0, result.output
+    manifest = open_dataset(Path(printed(result.stdout)["path"])).manifest
+    assert manifest["config"]["corpus"] == [str(corpus), str(second)]
+    assert len(manifest["shard_inputs"]) == 2
