@@ -178,3 +178,9 @@ def test_card_loading_code_runs_in_the_version_folder(first_run, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     examples = first_run.manifest["counts"]["examples"]
     assert namespace["table"].num_rows == namespace["frame"].height == len(namespace["dataset"]) == examples
+
+
+def test_example_config_file_loads_with_the_papers_defaults():
+    config = load_config(Path(__file__).resolve().parent.parent / "generators" / "configs" / "example.yaml")
+    assert (config.name, config.method, config.generator) == ("dev-link", "link", "offline")
+    assert config.link == GenerateConfig().link  # the file repeats the defaults, which are the paper's
