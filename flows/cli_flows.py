@@ -5,9 +5,24 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
+
+
+def parse_defaults(values: list[str]) -> dict[str, dict]:
+    """``FLOW=JSON`` pairs (``train={"options": {"max_steps": 5}}``) as {flow: parameters}."""
+    defaults: dict[str, dict] = {}
+    for value in values:
+        flow_name, sep, text = value.partition("=")
+        try:
+            parameters = json.loads(text) if sep else None
+        except json.JSONDecodeError as error:
+            raise typer.BadParameter(f"{value!r}: the part after '=' is not JSON ({error.msg})") from None
+        if not isinstance(parameters, dict):
+            raise typer.BadParameter(f"{value!r}: use FLOW={{\"parameter\": value, ...}}, e.g. train={{\"options\": {{\"max_steps\": 5}}}}")
+        defaults.setdefault(flow_name, {}).update(parameters)
+    return defaults
 
 
 def serve(
@@ -19,6 +34,9 @@ def serve(
     ),
     port: int = typer.Option(4200, "--port", help="Port for --start-server."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once."),
+    defaults: List[str] = typer.Option(
+        [], "--defaults", help='Default parameters of a deployment, FLOW=JSON, e.g. train=\'{"options": {"max_steps": 5}}\'; repeatable.'
+    ),
 ) -> None:
     """Serve the generate/default, train/default and evaluate/default deployments in one process.
 
@@ -27,6 +45,7 @@ def serve(
     """
     from flows.server import start_server as start, stop_process, wait_healthy
 
+    deployment_defaults = parse_defaults(defaults)
     process = None
     if start_server:
         home = home.resolve()
@@ -52,7 +71,7 @@ def serve(
     from flows.deployments import serve_deployments
 
     try:
-        serve_deployments(limit=limit)
+        serve_deployments(deployment_defaults, limit=limit)
     finally:
         if process is not None:
             stop_process(process)

@@ -9,7 +9,12 @@ DEPLOYMENT = "default"
 TAGS = ["linkscan"]
 
 
-def runner_deployments() -> list:
+FLOWS = ("generate", "train", "evaluate")
+
+
+def runner_deployments(defaults: dict[str, dict] | None = None) -> list:
+    """The three deployments; ``defaults`` maps a flow name to default parameters of its deployment
+    (a trigger's parameters are applied on top of them)."""
     from prefect.types.entrypoint import EntrypointType
 
     from flows import events
@@ -19,16 +24,26 @@ def runner_deployments() -> list:
 
     # Module entrypoints (flows.generate.generate), so the served runs import the installed
     # package whatever the working directory.
+    defaults = defaults or {}
+    unknown = set(defaults) - set(FLOWS)
+    if unknown:
+        raise ValueError(f"default parameters for unknown flow(s) {sorted(unknown)}: use {', '.join(FLOWS)}")
     common = {"tags": TAGS, "entrypoint_type": EntrypointType.MODULE_PATH}
     return [
-        generate.to_deployment(DEPLOYMENT, **common),
-        train.to_deployment(DEPLOYMENT, triggers=[events.deployment_trigger(events.TRAIN_ON_PUBLISHED)], **common),
-        evaluate.to_deployment(DEPLOYMENT, triggers=[events.deployment_trigger(events.EVALUATE_ON_TRAINED)], **common),
+        generate.to_deployment(DEPLOYMENT, parameters=defaults.get("generate"), **common),
+        train.to_deployment(
+            DEPLOYMENT, parameters=defaults.get("train"),
+            triggers=[events.deployment_trigger(events.TRAIN_ON_PUBLISHED)], **common,
+        ),
+        evaluate.to_deployment(
+            DEPLOYMENT, parameters=defaults.get("evaluate"),
+            triggers=[events.deployment_trigger(events.EVALUATE_ON_TRAINED)], **common,
+        ),
     ]
 
 
-def serve_deployments(limit: int | None = None) -> None:
+def serve_deployments(defaults: dict[str, dict] | None = None, limit: int | None = None) -> None:
     """Register the deployments (and their triggers) with the Prefect API and run their flow runs."""
     from prefect import serve
 
-    serve(*runner_deployments(), limit=limit)
+    serve(*runner_deployments(defaults), limit=limit)

@@ -1,23 +1,93 @@
-"""The ``evaluate`` flow: score a trained checkpoint (and the baselines) on the evaluation sets.
+"""The ``evaluate`` flow: score a trained checkpoint and the baselines on a benchmark suite.
 
-``evaluate/default`` is started by ``linkscan.model.trained`` with the event's checkpoint.
+``evaluate/default`` is started by ``linkscan.model.trained`` with the event's checkpoint, data
+folder and the dataset's tokenizer (so documents are segmented as the model was trained). The
+suite is ``benchmarks``, else ``<data>/evalsets``; with neither, the run says so and evaluates
+nothing. Reports go to ``<data>/evals/<run id>`` (``evaluation.run``).
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Optional
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-from flows.runtime import resolve_data_root
+from evaluation.run import EvalConfig
+from flows.artifacts import artifact_key
+from flows.runtime import options_model, resolve_data_root
+
+# Defaults of the flow: BM25 and random next to the scanner, on the first 20 questions of each
+# benchmark (a quick look; set max_questions to null for the full suite).
+DEMO_EVAL_DEFAULTS = {"retrievers": ["bm25", "random"], "max_questions": 20, "bootstrap_samples": 200}
+# The evaluation config without the suite folder, which the flow resolves.
+EvalOptions = options_model(
+    "EvalOptions", EvalConfig, {"benchmarks"}, DEMO_EVAL_DEFAULTS,
+    "Evaluation settings: evaluation.run.EvalConfig without benchmarks, with quick-look defaults.",
+)
+
+
+@task(name="run-evaluation", cache_policy=NO_CACHE, persist_result=False)
+def evaluation_task(config: EvalConfig, out_dir: str, data_root: str) -> dict:
+    from evaluation.run import run_evaluation
+
+    client = None
+    if config.llm is not None:
+        from generators.llm.client import LLMClient
+        from generators.llm.config import resolve_api_key
+
+        client = LLMClient(config.llm, api_key=resolve_api_key(config.llm, os.environ),
+                           cache_path=Path(data_root) / "cache" / "llm.sqlite")
+    try:
+        result = run_evaluation(config, out_dir, llm_client=client, progress=get_run_logger().info)
+    finally:
+        if client is not None:
+            client.close_cache()
+    return {"out_dir": str(result.out_dir), "per_benchmark": result.tables.get("per_benchmark", []), "summary": result.summary}
 
 
 @flow(name="evaluate", persist_result=False)
-def evaluate(checkpoint: Optional[str] = None, data_root: Optional[str] = None) -> dict:
-    """Evaluate ``checkpoint`` (a folder under ``<data>/models``) on the configured benchmarks."""
+def evaluate(
+    checkpoint: Optional[str] = None,
+    data_root: Optional[str] = None,
+    benchmarks: Optional[str] = None,
+    tokenizer: Optional[str] = None,
+    options: EvalOptions = EvalOptions(),
+) -> dict:
+    """Evaluate ``checkpoint`` (``scanner:<checkpoint>``) and ``options.retrievers`` on the suite."""
+    from evaluation.run import run_id
+
     logger = get_run_logger()
     root = resolve_data_root(data_root)
-    logger.warning(
-        "the evaluation stage is not wired into the evaluate flow yet: nothing was evaluated for checkpoint %s",
-        checkpoint,
-    )
-    return {"checkpoint": checkpoint, "data_root": str(root), "evaluated": False}
+    suite = Path(benchmarks) if benchmarks else root / "evalsets"
+    if not suite.is_dir():
+        logger.warning(
+            "no benchmark suite at %s: nothing was evaluated for %s; put benchmark files there or pass "
+            "benchmarks=<folder>", suite, checkpoint or "the baselines",
+        )
+        return {"checkpoint": checkpoint, "evaluated": False, "benchmarks": str(suite)}
+    settings = options.model_dump()
+    if checkpoint:
+        settings["retrievers"] = [*settings["retrievers"], f"scanner:{checkpoint}"]
+    if tokenizer:
+        settings["corpus"] = {**settings["corpus"], "tokenizer": tokenizer}
+    config = EvalConfig(benchmarks=str(suite.resolve()), **settings)
+    out = root / "evals" / run_id(config)
+    result = evaluation_task(config, str(out), str(root))
+    _evaluation_artifacts(result, checkpoint)
+    logger.info("evaluated %s on %s: report %s", checkpoint or "the baselines", suite, Path(result["out_dir"]) / "report.md")
+    return {"checkpoint": checkpoint, "evaluated": True, "out_dir": result["out_dir"], "benchmarks": str(suite)}
+
+
+def _evaluation_artifacts(result: dict, checkpoint: Optional[str]) -> None:
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+    out = Path(result["out_dir"])
+    if result["per_benchmark"]:
+        create_table_artifact(result["per_benchmark"], key=artifact_key("evaluation"),
+                              description=f"per-benchmark means for {checkpoint or 'the baselines'}")
+    report = out / "report.md"
+    if report.is_file():
+        create_markdown_artifact(report.read_text(), key=artifact_key("evaluation", "report"))
+    create_link_artifact(out.resolve().as_uri(), link_text=f"evaluation folder {out}", key=artifact_key("evaluation", "run"))

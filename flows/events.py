@@ -3,7 +3,8 @@
 ``generate`` publishes a dataset version and emits ``linkscan.dataset.published`` on the resource
 ``linkscan.dataset.<name>`` (payload: name, version, path, data_root); ``train/default`` is triggered by it
 and trains on exactly that version. ``train`` emits ``linkscan.model.trained`` on
-``linkscan.model.<name>`` (payload: name, run, checkpoint, dataset version), which triggers
+``linkscan.model.<name>`` (payload: name, run, checkpoint, dataset, dataset version, data_root and
+the dataset's tokenizer), which triggers
 ``evaluate/default``.
 """
 from __future__ import annotations
@@ -38,9 +39,13 @@ def emit_dataset_published(name: str, version: str, path: Path, data_root: Path)
     )
 
 
-def emit_model_trained(name: str, run: str, checkpoint: Path, dataset: str, dataset_version: str, data_root: Path) -> None:
+def emit_model_trained(
+    name: str, run: str, checkpoint: Path, dataset: str, dataset_version: str, data_root: Path, tokenizer: str | None = None
+) -> None:
+    """``tokenizer`` (the dataset's) goes into the payload when known, so evaluation segments alike."""
     from prefect.events import emit_event
 
+    extra = {"tokenizer": tokenizer} if tokenizer else {}
     emit_event(
         event=MODEL_TRAINED,
         resource={"prefect.resource.id": model_resource_id(name), "prefect.resource.name": name, "linkscan.run": run},
@@ -51,6 +56,7 @@ def emit_model_trained(name: str, run: str, checkpoint: Path, dataset: str, data
             "dataset": dataset,
             "dataset_version": dataset_version,
             "data_root": str(data_root),
+            **extra,
         },
     )
 
@@ -71,7 +77,11 @@ EVALUATE_ON_TRAINED = {
     "name": "evaluate every trained model",
     "expect": [MODEL_TRAINED],
     "match": {"prefect.resource.id": f"{MODEL_RESOURCE}.*"},
-    "parameters": {"checkpoint": "{{ event.payload.checkpoint }}", "data_root": "{{ event.payload.data_root }}"},
+    "parameters": {
+        "checkpoint": "{{ event.payload.checkpoint }}",
+        "data_root": "{{ event.payload.data_root }}",
+        "tokenizer": "{{ event.payload.tokenizer }}",
+    },
 }
 
 

@@ -58,3 +58,20 @@ def make_task_runner(config: TaskRunnerConfig):
             "dashboard_address": None,
         }
     )
+
+
+def options_model(name: str, base: type[BaseModel], exclude: set[str], defaults: dict, doc: str) -> type[BaseModel]:
+    """A flow parameter model: ``base``'s fields minus ``exclude`` (decided by the flow), typed as in
+    ``base`` so the UI shows them, with ``defaults`` replacing some defaults. A partial dict given
+    for the parameter keeps these defaults for the fields it leaves out."""
+    from pydantic import ConfigDict, create_model
+    from pydantic.fields import FieldInfo
+
+    fields = {}
+    for field_name, field in base.model_fields.items():
+        if field_name in exclude:
+            continue
+        if field_name in defaults:
+            field = FieldInfo.merge_field_infos(field, default=defaults[field_name], default_factory=None)
+        fields[field_name] = (field.annotation, field)
+    return create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=doc, **fields)

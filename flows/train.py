@@ -1,17 +1,47 @@
 """The ``train`` flow: train the scanner on one published dataset version.
 
 ``train/default`` is started by ``linkscan.dataset.published`` with the event's dataset name,
-version and data folder, so a regeneration retrains on exactly the version it published.
+version and data folder, so a regeneration retrains on exactly the version it published. The run
+folder is ``<data>/models/<dataset>/<version>-<options hash>``: rerunning the same training
+resumes from its latest checkpoint instead of starting over. A finished run emits
+``linkscan.model.trained``, which starts ``evaluate/default``.
+
+Multi-GPU training runs under torchrun (``linkscan train``); this flow trains in one process.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Optional
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.runtime import resolve_data_root
+from flows import events
+from flows.artifacts import artifact_key
+from flows.runtime import options_model, resolve_data_root
+from training.configs import TrainConfig
+
+# Defaults of the flow: a few CPU steps of the small shape, enough to show the chain on the demo
+# dataset, not to train a useful retriever. Real runs set options (or use `linkscan train` under
+# torchrun on GPUs).
+DEMO_TRAIN_DEFAULTS = {
+    "config": "small", "backend": "hf", "device": "cpu", "precision": "fp32", "max_steps": 20,
+    "tokens_per_step": 16384, "micro_batch_tokens": 8192, "validate_every": 10, "checkpoint_every": 10,
+    "progress": False,
+}
+# The training config without the two fields the flow decides (the dataset version and the run
+# folder), so the UI shows every other setting, typed.
+TrainOptions = options_model(
+    "TrainOptions", TrainConfig, {"dataset", "out"}, DEMO_TRAIN_DEFAULTS,
+    "Training settings: training.configs.TrainConfig without dataset and out, with demo-size defaults.",
+)
+
+
+def run_name(version: str, options: "TrainOptions") -> str:
+    digest = hashlib.sha256(json.dumps(options.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    return f"{version}-{digest[:8]}"
 
 
 @task(name="validate-dataset", cache_policy=NO_CACHE, persist_result=False)
@@ -28,11 +58,25 @@ def validate_dataset_task(dataset: str, version: Optional[str], data_root: str) 
         "path": str(ds.path),
         "examples": ds.num_rows("examples"),
         "shards": len(ds.shard_paths("examples")),
+        "tokenizer": (ds.manifest.get("config") or {}).get("corpus_config", {}).get("tokenizer"),
     }
 
 
+@task(name="train-model", cache_policy=NO_CACHE, persist_result=False)
+def train_task(config: TrainConfig) -> dict:
+    """The training loop (``training.loop.train``), resuming from the run folder's latest checkpoint."""
+    from training.loop import train as run_training
+
+    return run_training(config, resume=True)
+
+
 @flow(name="train", persist_result=False)
-def train(dataset: str = "demo", version: Optional[str] = None, data_root: Optional[str] = None) -> dict:
+def train(
+    dataset: str = "demo",
+    version: Optional[str] = None,
+    data_root: Optional[str] = None,
+    options: TrainOptions = TrainOptions(),
+) -> dict:
     """Train on ``dataset`` at ``version`` (default: its LATEST) under ``data_root``."""
     logger = get_run_logger()
     root = resolve_data_root(data_root)
@@ -41,21 +85,29 @@ def train(dataset: str = "demo", version: Optional[str] = None, data_root: Optio
         "dataset %s version %s verified: %d examples in %d shards at %s",
         checked["name"], checked["version"], checked["examples"], checked["shards"], checked["path"],
     )
-    # The training stage is not wired into this flow yet: say so, and record what it would train.
-    logger.warning(
-        "the training stage is not wired into the train flow yet: no model was trained; recorded that "
-        "version %s of %s (%d examples) would be trained, and no linkscan.model.trained event is emitted",
-        checked["version"], checked["name"], checked["examples"],
+    run = run_name(checked["version"], options)
+    out = root / "models" / checked["name"] / run
+    config = TrainConfig(dataset=checked["path"], out=str(out), **options.model_dump())
+    result = train_task(config)
+    if not result.get("checkpoint"):
+        raise RuntimeError(f"training {out} finished without a checkpoint; check its metrics.jsonl")
+    _train_artifacts(checked, run, out, result)
+    events.emit_model_trained(
+        checked["name"], run, Path(result["checkpoint"]), checked["name"], checked["version"], root,
+        tokenizer=checked["tokenizer"],
     )
-    from prefect.artifacts import create_markdown_artifact
+    logger.info("trained %s: checkpoint %s (event %s)", run, result["checkpoint"], events.MODEL_TRAINED)
+    return {"dataset": checked["name"], "version": checked["version"], "run": run, "out": str(out),
+            "checkpoint": result["checkpoint"], "step": result["step"]}
 
-    from flows.artifacts import artifact_key
 
-    create_markdown_artifact(
-        f"# Would train on {checked['name']} {checked['version']}\n\n"
-        f"- path: `{checked['path']}`\n- examples: {checked['examples']}\n- shards: {checked['shards']}\n\n"
-        "The training stage is not wired into this flow yet; no model was trained.\n",
+def _train_artifacts(checked: dict, run: str, out: Path, result: dict) -> None:
+    from prefect.artifacts import create_link_artifact, create_table_artifact
+
+    metrics = result.get("last_metrics") or {}
+    create_table_artifact(
+        [{"metric": key, "value": value} for key, value in metrics.items()],
         key=artifact_key("train", checked["name"]),
-        description="what the train flow would train",
+        description=f"last metrics of {run} on {checked['name']} {checked['version']} (step {result.get('step')})",
     )
-    return {**checked, "trained": False, "data_root": str(Path(root))}
+    create_link_artifact(out.resolve().as_uri(), link_text=f"run folder {out}", key=artifact_key("train", checked["name"], "run"))

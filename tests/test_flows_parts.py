@@ -147,3 +147,37 @@ def test_prefect_yaml_declares_generate_train_and_evaluate_on_one_work_pool():
     for d in spec["deployments"]:
         path, function = d["entrypoint"].split(":")
         assert f"def {function}(" in (REPO / path).read_text()
+
+
+def test_serve_defaults_parse_flow_equals_json_pairs():
+    from flows.cli_flows import parse_defaults
+
+    assert parse_defaults(['train={"options": {"max_steps": 5}}', 'train={"dataset": "demo"}', "evaluate={}"]) == {
+        "train": {"options": {"max_steps": 5}, "dataset": "demo"},
+        "evaluate": {},
+    }
+
+
+def test_serve_defaults_name_the_bad_value():
+    import typer
+
+    from flows.cli_flows import parse_defaults
+
+    with pytest.raises(typer.BadParameter, match="train=max_steps"):
+        parse_defaults(["train=max_steps"])
+
+
+def test_deployment_defaults_for_an_unknown_flow_are_refused():
+    from flows.deployments import runner_deployments
+
+    with pytest.raises(ValueError, match="trian"):
+        runner_deployments({"trian": {}})
+
+
+def test_train_options_keep_demo_defaults_for_fields_left_out():
+    from flows.train import DEMO_TRAIN_DEFAULTS, TrainOptions
+
+    options = TrainOptions.model_validate({"max_steps": 3})
+    assert options.max_steps == 3
+    assert options.tokens_per_step == DEMO_TRAIN_DEFAULTS["tokens_per_step"]
+    assert "dataset" not in TrainOptions.model_fields and "out" not in TrainOptions.model_fields

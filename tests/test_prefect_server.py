@@ -1,7 +1,8 @@
 """The flows against a real Prefect server on 127.0.0.1 (one server for this module).
 
 - `linkscan serve` serves the deployments; `prefect deployment run 'generate/default'` publishes a
-  version, the event fires, and the train deployment runs on that version.
+  version, the event fires, the train deployment runs on that version, and its event starts the
+  evaluate deployment on the new checkpoint.
 - A generate run killed with SIGKILL after a shard and rerun gives the same bytes as a clean run.
 - The generate flow runs its shards on a local Dask cluster.
 
@@ -44,6 +45,17 @@ class Server:
 
     def flow_runs(self, flow_name: str) -> list[dict]:
         return self.post("/flow_runs/filter", {"flows": {"name": {"any_": [flow_name]}}})
+
+    def wait_for_events(self, event: str, resource_id: str, timeout: float = 60) -> list[dict]:
+        """Events of that name on that resource, once there are any (the server stores them async)."""
+        body = {"filter": {"event": {"name": [event]}, "resource": {"id": [resource_id]}}}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.post("/events/filter", body)["events"]
+            if found:
+                return found
+            time.sleep(1)
+        pytest.fail(f"no {event} event on {resource_id} within {timeout:.0f} s")
 
     def wait_for_flow_run(self, flow_name: str, accept, timeout: float, what: str) -> dict:
         """The first run of ``flow_name`` that is final and passes ``accept``; fail on a crash or timeout."""
@@ -159,15 +171,21 @@ def reference(tmp_path_factory, dev_corpus, tokenizer_path):
     return config, Path(result.path)
 
 
-def test_served_generate_publishes_and_triggers_training_on_that_version(server, tmp_path):
+def test_served_generate_publishes_and_triggers_training_then_evaluation(server, tmp_path, dev_evalsets):
     workdir = tmp_path / "served"
     workdir.mkdir()
     data_root = workdir / "data"
     env = {**server.env, "LINKSCAN_DATA": str(data_root)}
+    # Deployment defaults keep the chain short: one training step, two questions of one benchmark.
+    train_defaults = {"options": {"max_steps": 1, "validate_every": 1, "checkpoint_every": 1}}
+    evaluate_defaults = {"benchmarks": str(dev_evalsets), "options": {"only": ["quality"], "max_questions": 2}}
+    command = [
+        LINKSCAN, "serve",
+        "--defaults", "train=" + json.dumps(train_defaults),
+        "--defaults", "evaluate=" + json.dumps(evaluate_defaults),
+    ]
     with open(tmp_path / "serve.log", "wb") as log:
-        serving = subprocess.Popen(
-            [LINKSCAN, "serve"], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        serving = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while len(server.post("/deployments/filter", {"deployments": {"name": {"any_": ["default"]}}})) < 3:
@@ -180,22 +198,29 @@ def test_served_generate_publishes_and_triggers_training_on_that_version(server,
         )
         assert run.returncode == 0, run.stdout + run.stderr
 
-        generated = server.wait_for_flow_run("generate", lambda r: r["deployment_id"] is not None, 420, "of generate/default")
+        server.wait_for_flow_run("generate", lambda r: r["deployment_id"] is not None, 420, "of generate/default")
         version = (data_root / "datasets" / "demo" / "LATEST").read_text().strip()
-        assert (data_root / "datasets" / "demo" / version / "dataset.json").is_file()
-
-        published = server.post(
-            "/events/filter",
-            {"filter": {"event": {"name": [events.DATASET_PUBLISHED]}, "resource": {"id": ["linkscan.dataset.demo"]}}},
-        )["events"]
-        assert [e["payload"]["version"] for e in published] == [version]
-        assert published[0]["payload"]["path"] == str(data_root / "datasets" / "demo" / version)
+        version_dir = data_root / "datasets" / "demo" / version
+        assert (version_dir / "dataset.json").is_file()
+        published = server.wait_for_events(events.DATASET_PUBLISHED, "linkscan.dataset.demo")
+        assert [(e["payload"]["version"], e["payload"]["path"]) for e in published] == [(version, str(version_dir))]
 
         trained = server.wait_for_flow_run(
-            "train", lambda r: r["parameters"].get("version") == version, 180, f"on version {version}"
+            "train", lambda r: r["parameters"].get("version") == version, 300, f"on version {version}"
         )
-        assert trained["parameters"] == {"dataset": "demo", "version": version, "data_root": str(data_root)}
-        assert trained["expected_start_time"] >= generated["start_time"]
+        assert trained["parameters"]["dataset"] == "demo"
+        assert trained["parameters"]["data_root"] == str(data_root)
+        (checkpoint,) = (data_root / "models" / "demo").glob(f"{version}-*/checkpoints/step-00000001")
+        (trained_event,) = server.wait_for_events(events.MODEL_TRAINED, "linkscan.model.demo")
+        assert trained_event["payload"]["checkpoint"] == str(checkpoint)
+        assert trained_event["payload"]["dataset_version"] == version
+
+        evaluated = server.wait_for_flow_run(
+            "evaluate", lambda r: r["parameters"].get("checkpoint") == str(checkpoint), 300, f"of {checkpoint}"
+        )
+        assert evaluated["parameters"]["tokenizer"] == str(data_root / "tokenizers" / "all-MiniLM-L6-v2" / "tokenizer.json")
+        (report,) = (data_root / "evals").glob("*/report.md")
+        assert f"scanner:{checkpoint}" in report.read_text()
     finally:
         stop_process(serving)
 
@@ -232,3 +257,29 @@ def test_generate_runs_its_shards_on_a_local_dask_cluster(server, reference, tmp
     assert "Creating a new Dask cluster with `distributed.deploy.local.LocalCluster`" in result.stdout
     version_dir = data_root / "datasets" / config["name"] / reference_dir.name
     assert shard_bytes(version_dir) == shard_bytes(reference_dir)
+
+
+def test_prefect_yaml_deploys_three_deployments_with_their_triggers(server):
+    """`prefect deploy --all` registers prefect.yaml on a process work pool (last: it replaces the served ones)."""
+    def prefect(*args: str) -> None:
+        # PWD as a shell in the repository root sets it: prefect.yaml's pull step reads {{ $PWD }}.
+        env = {**server.env, "PWD": str(REPO)}
+        done = subprocess.run([PREFECT, "--no-prompt", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    prefect("work-pool", "create", "linkscan", "--type", "process", "--overwrite")
+    prefect("deploy", "--all")
+    deployed = server.post("/deployments/filter", {"work_pools": {"name": {"any_": ["linkscan"]}}})
+    assert sorted(d["entrypoint"] for d in deployed) == [
+        "flows/evaluate.py:evaluate", "flows/generate.py:generate", "flows/train.py:train"
+    ]
+    assert all(d["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO) for d in deployed)
+    by_id = {d["id"]: d["entrypoint"] for d in deployed}
+    automations = {
+        by_id[a["actions"][0]["deployment_id"]]: a
+        for a in server.post("/automations/filter", {})
+        if a["actions"][0].get("deployment_id") in by_id
+    }
+    assert automations["flows/train.py:train"]["trigger"]["expect"] == [events.DATASET_PUBLISHED]
+    assert automations["flows/train.py:train"]["actions"][0]["parameters"] == events.TRAIN_ON_PUBLISHED["parameters"]
+    assert automations["flows/evaluate.py:evaluate"]["trigger"]["expect"] == [events.MODEL_TRAINED]
