@@ -22,12 +22,14 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from generators.config import GenerateConfig, version_config
 from generators.graph import graph_diagnostics, graph_links, link_graph
 from generators.methods import ChunkOutcome, generate_for_chunk
 from pipeline.drops import Drops
 from pipeline.store import DatasetWriter, VersionStaging, published_version, version_id
-from schemas import records_to_table
+from schemas import records_to_table, schema_for
 
 log = logging.getLogger("linkscan")
 
@@ -122,9 +124,9 @@ def _shard_key(index: int) -> str:
 
 @dataclass
 class _ShardResult:
-    chunks: list = field(default_factory=list)
-    links: list = field(default_factory=list)
-    examples: list = field(default_factory=list)
+    # Each document's rows become Arrow tables at once: Arrow buffers take a fraction of the memory
+    # of Python lists of ints, and the garbage collector does not walk them.
+    tables: dict[str, list[pa.Table]] = field(default_factory=lambda: {a: [] for a in ARTIFACTS})
     counts: Counter = field(default_factory=Counter)
     drops: Drops = field(default_factory=Drops)
     edge_distances: Counter = field(default_factory=Counter)
@@ -137,7 +139,8 @@ class _ShardResult:
         self.counts["chunks"] += len(chunks)
         self.counts["document_chars"] += document.n_chars
         self.sources[document.source.split(":")[0]] += 1
-        self.chunks.extend(chunks)
+        self.tables["chunks"].append(records_to_table("chunks", chunks))
+        examples = []
         links = []
         for outcome in outcomes:
             links.extend(outcome.links)
@@ -148,7 +151,7 @@ class _ShardResult:
                 self.drops.add(f"no_example:{outcome.drop_reason or 'unknown'}")
                 continue
             example = outcome.example
-            self.examples.append(example)
+            examples.append(example)
             self.positives[len(example.positives)] += 1
             self.counts["units_in_examples"] += len(example.sentences)
             self.counts["positive_units"] += len(example.positives)
@@ -161,7 +164,15 @@ class _ShardResult:
         self.counts["graph_edges"] += diagnostics["edges"]
         self.counts["graph_linked_units"] += diagnostics["linked_units"]
         self.edge_distances.update(diagnostics["distance_histogram"])
-        self.links.extend(graph_links(graph))
+        links = graph_links(graph)
+        self.tables["links"].append(records_to_table("links", links))
+        self.tables["examples"].append(records_to_table("examples", examples))
+        self.counts["links"] += len(links)
+        self.counts["examples"] += len(examples)
+
+    def table(self, artifact: str) -> pa.Table:
+        parts = self.tables[artifact]
+        return pa.concat_tables(parts).combine_chunks() if parts else schema_for(artifact).empty_table()
 
 
 async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer, result: _ShardResult) -> None:
@@ -233,10 +244,8 @@ def generate_shard(plan: GenerationPlan, index: int) -> dict:
     inputs = list(plan.shard_inputs[index])
     result = _ShardResult()
     llm_stats = _run_backend(plan, inputs, result)
-    for artifact, rows in (("chunks", result.chunks), ("links", result.links), ("examples", result.examples)):
-        staging.write_shard(artifact, index, plan.num_shards, records_to_table(artifact, rows))
-    result.counts["examples"] = len(result.examples)
-    result.counts["links"] = len(result.links)
+    for artifact in ARTIFACTS:
+        staging.write_shard(artifact, index, plan.num_shards, result.table(artifact))
     stats = {
         "shard": index,
         "inputs": inputs,
