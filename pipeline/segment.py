@@ -14,7 +14,9 @@ are therefore assembled from their pieces' tokens, and only a unit with a join o
 """
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Iterator
@@ -32,8 +34,9 @@ _SENTENCE_END = re.compile(r"[.!?…]+['\"”’)\]]*(?=\s)")
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr st jr sr prof gen col capt lt sgt rev hon vs etc no vol fig ch pp e.g i.e cf al".split()
 )
-_CLAUSE_END = (",", ";", ":", ".", "!", "?", ")", "”", "'", '"')
-_SAFE_SPACE = (" ", "\n", "\t")
+_CLAUSE_END = frozenset(",;:.!?)”'\"")
+_SAFE_SPACE = frozenset(" \n\t")
+_WORD_CUT = re.compile(r"(?<=\S)\s")  # where a word ends and whitespace begins
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,6 @@ class SegmentedText:
     units: list[str]
     token_ids: list[int]
     sentence_ends: list[int]
-
-
-@dataclass
-class _Piece:
-    text: str
-    ids: list[int]
-    safe_join: bool  # True when this piece's tokens may be appended to the previous piece's
-    exact: bool = True  # False when ids are the sum of parts joined unsafely (retokenize)
 
 
 @functools.lru_cache(maxsize=4)
@@ -225,9 +220,15 @@ class Segmenter:
         blocks = list(_blocks(text))
         starts = {start for start, _ in blocks}
         starts.update(self._find_starts(text, blocks))
-        # Whitespace before a sentence belongs to it; a sentence of whitespace only is no sentence.
+        # A start inside a word after nothing but punctuation ("(C", "“Yes", "§1") moves to the
+        # word's start; whitespace before a sentence belongs to it; a sentence of whitespace only is
+        # no sentence.
         moved = set()
         for start in starts:
+            if 0 < start < len(text) and not text[start - 1].isspace() and not text[start].isspace():
+                word_start = _word_start(text, 0, start)
+                if not any(char.isalnum() for char in text[word_start:start]):
+                    start = word_start
             while start > 0 and text[start - 1].isspace():
                 start -= 1
             moved.add(start)
@@ -248,105 +249,120 @@ class Segmenter:
         if not text:
             return SegmentedText([], [], [])
         sentences = self.sentences(text)
-        pieces: list[_Piece] = []
-        previous_end = ""
-        for sentence, ids in zip(sentences, encode_texts(sentences, self.tokenizer)):
-            piece = _Piece(sentence, ids, _is_safe_join(previous_end, sentence))
-            previous_end = sentence[-1]
-            if len(ids) > self.config.max_unit_tokens:
-                pieces.extend(self._split_long(piece))
-            else:
-                pieces.append(piece)
-        return self._merge(pieces)
-
-    def _split_long(self, piece: _Piece) -> list[_Piece]:
-        """Split an overlong sentence into parts of at most max_unit_tokens, preferring clauses."""
         limit = self.config.max_unit_tokens
-        words = _words(piece.text)
-        parts: list[_Piece] = []
-        for index, (word, ids) in enumerate(zip(words, encode_texts(words, self.tokenizer))):
-            safe = piece.safe_join if index == 0 else _is_safe_join(words[index - 1][-1], word)
-            if len(ids) > limit:
-                parts.extend(self._split_word(_Piece(word, ids, safe)))
-            else:
-                parts.append(_Piece(word, ids, safe))
-        # Greedy packing: fill up to the limit, cutting after the last clause end in the second half.
-        packed: list[_Piece] = []
+        # Pieces: sentences, or parts of overlong ones; joins[i] says piece i's tokens may follow
+        # piece i-1's as they are (a cut at a visible-character -> whitespace transition).
+        texts: list[str] = []
+        ids: list[list[int]] = []
+        joins: list[bool] = []
+        previous = ""
+        for sentence, encoding in zip(sentences, self.tokenizer.encode_batch(sentences, add_special_tokens=False)):
+            safe = not previous or (sentence[0] in _SAFE_SPACE and not previous[-1].isspace())
+            previous = sentence
+            sentence_ids = encoding.ids
+            if len(sentence_ids) <= limit:
+                texts.append(sentence)
+                ids.append(sentence_ids)
+                joins.append(safe)
+                continue
+            for index, (part, part_ids, part_safe) in enumerate(self._split_long(sentence, sentence_ids, encoding.offsets)):
+                texts.append(part)
+                ids.append(part_ids)
+                joins.append(safe if index == 0 else part_safe)
+        return self._merge(texts, ids, joins)
+
+    def _split_long(self, sentence: str, sentence_ids: list[int], offsets: list[tuple[int, int]]) -> list[tuple[str, list[int], bool]]:
+        """An overlong sentence as parts of at most max_unit_tokens: (text, ids, safe join) each.
+
+        Parts end at whitespace, preferably after a clause (``,`` ``;`` ``:`` ...) once half the
+        limit is reached. Their tokens are sliced from the sentence's: a token belongs to the word
+        its (whitespace-trimmed) start offset falls in, and no token straddles a word cut.
+        """
+        limit = self.config.max_unit_tokens
+        cuts = [0, *(m.start() for m in _WORD_CUT.finditer(sentence)), len(sentence)]
+        token_at = _token_positions(cuts, offsets, len(sentence_ids))
+        if token_at is None:  # offsets we cannot place: count each word's tokens instead
+            counts = [len(w) for w in encode_texts([sentence[x:y] for x, y in zip(cuts, cuts[1:])], self.tokenizer)]
+            token_at = [0, *itertools.accumulate(counts)]
+        words = len(cuts) - 1
+        parts: list[tuple[str, list[int], bool]] = []
         i = 0
-        while i < len(parts):
-            total, j = 0, i
-            while j < len(parts) and (j == i or total + len(parts[j].ids) <= limit):
-                total += len(parts[j].ids)
-                j += 1
-            cut = j
-            if j < len(parts):
-                running = 0
-                for k in range(i, j):
-                    running += len(parts[k].ids)
-                    if running * 2 >= limit and parts[k].text.endswith(_CLAUSE_END):
-                        cut = k + 1
-            packed.append(_join(parts[i:cut]))
-            i = cut
-        return packed
+        while i < words:
+            j = bisect.bisect_right(token_at, token_at[i] + limit) - 1
+            if j <= i:  # one word over the limit: cut it between tokens
+                parts.extend(self._split_word(sentence[cuts[i]:cuts[i + 1]]))
+                i += 1
+                continue
+            if j < words:
+                for k in range(j, i, -1):
+                    if (token_at[k] - token_at[i]) * 2 < limit:
+                        break
+                    if sentence[cuts[k] - 1] in _CLAUSE_END:
+                        j = k
+                        break
+            parts.append((sentence[cuts[i]:cuts[j]], sentence_ids[token_at[i]:token_at[j]], True))
+            i = j
+        return parts
 
-    def _split_word(self, piece: _Piece) -> list[_Piece]:
-        """Cut a run of text without whitespace between tokens (counts are redone after merging)."""
+    def _split_word(self, word: str) -> list[tuple[str, list[int], bool]]:
+        """Cut a run of text without whitespace every max_unit_tokens tokens.
+
+        Each part is tokenized on its own; the joins between parts are marked unsafe, so a unit
+        holding two of them is tokenized again as a whole.
+        """
         limit = self.config.max_unit_tokens
-        offsets = self.tokenizer.encode(piece.text, add_special_tokens=False).offsets
+        offsets = self.tokenizer.encode(word, add_special_tokens=False).offsets
         cuts = [0]
         for position in range(limit, len(offsets), limit):
             start = offsets[position][0]
-            if cuts[-1] < start < len(piece.text):
+            if cuts[-1] < start < len(word):
                 cuts.append(start)
-        cuts.append(len(piece.text))
-        texts = [piece.text[a:b] for a, b in zip(cuts, cuts[1:])]
-        return [
-            _Piece(part, ids, piece.safe_join if index == 0 else False)
-            for index, (part, ids) in enumerate(zip(texts, encode_texts(texts, self.tokenizer)))
-        ]
+        cuts.append(len(word))
+        texts = [word[a:b] for a, b in zip(cuts, cuts[1:])]
+        return [(part, part_ids, index == 0) for index, (part, part_ids) in
+                enumerate(zip(texts, encode_texts(texts, self.tokenizer)))]
 
-    def _merge(self, pieces: list[_Piece]) -> SegmentedText:
+    def _merge(self, texts: list[str], ids: list[list[int]], joins: list[bool]) -> SegmentedText:
         """Merge consecutive pieces until each unit has at least min_unit_tokens tokens."""
         minimum = self.config.min_unit_tokens
-        groups: list[list[_Piece]] = []
-        current: list[_Piece] = []
+        unit_ends: list[int] = []
         count = 0
-        for piece in pieces:
-            current.append(piece)
-            count += len(piece.ids)
+        for index, piece_ids in enumerate(ids):
+            count += len(piece_ids)
             if count >= minimum:
-                groups.append(current)
-                current, count = [], 0
-        if current:
-            if groups:
-                groups[-1].extend(current)
+                unit_ends.append(index + 1)
+                count = 0
+        if count or not unit_ends:  # a short tail joins the unit before it
+            if unit_ends:
+                unit_ends[-1] = len(ids)
             else:
-                groups.append(current)
-        units = [_join(group) for group in groups]
-        # Units with an unsafe join are tokenized again as a whole, so every unit's ids are exact.
-        retokenize = [i for i, unit in enumerate(units) if not unit.exact]
-        for i, ids in zip(retokenize, encode_texts([units[i].text for i in retokenize], self.tokenizer)):
-            units[i].ids = ids
+                unit_ends.append(len(ids))
+        units: list[str] = []
         token_ids: list[int] = []
         sentence_ends: list[int] = []
-        for unit in units:
-            token_ids.extend(unit.ids)
+        start = 0
+        for end in unit_ends:
+            unit = texts[start] if end - start == 1 else "".join(texts[start:end])
+            if all(joins[start + 1:end]):
+                for piece_ids in ids[start:end]:
+                    token_ids.extend(piece_ids)
+            else:  # a join that may cut a token: tokenize the unit as a whole
+                token_ids.extend(self.tokenizer.encode(unit, add_special_tokens=False).ids)
+            units.append(unit)
             sentence_ends.append(len(token_ids) - 1)
-        return SegmentedText([unit.text for unit in units], token_ids, sentence_ends)
+            start = end
+        return SegmentedText(units, token_ids, sentence_ends)
 
 
-def _is_safe_join(previous_last_char: str, text: str) -> bool:
-    """A join at a non-space -> space transition never splits a pre-token (see module doc)."""
-    return not previous_last_char or (text[:1] in _SAFE_SPACE and not previous_last_char.isspace())
-
-
-def _join(pieces: list[_Piece]) -> _Piece:
-    ids = [token for piece in pieces for token in piece.ids]
-    exact = all(p.exact for p in pieces) and all(p.safe_join for p in pieces[1:])
-    return _Piece("".join(p.text for p in pieces), ids, pieces[0].safe_join, exact)
-
-
-def _words(text: str) -> list[str]:
-    """Text cut before each whitespace run that follows a visible character."""
-    cuts = [0] + [m.start() for m in re.finditer(r"(?<=\S)\s", text)] + [len(text)]
-    return [text[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+def _token_positions(cuts: list[int], offsets: list[tuple[int, int]], n_tokens: int) -> list[int] | None:
+    """Index of the first token at or after each character cut, from tokens' start offsets."""
+    positions = [0]
+    token = 0
+    for cut in cuts[1:-1]:
+        while token < n_tokens and offsets[token][0] < cut:
+            token += 1
+        positions.append(token)
+    positions.append(n_tokens)
+    if any(b <= a for a, b in zip(positions, positions[1:])):
+        return None  # a word without a token of its own: offsets are not what we assume
+    return positions
