@@ -103,6 +103,9 @@ def looks_like_html(text: str) -> bool:
 
 def strip_gutenberg(text: str) -> str:
     """The book between Project Gutenberg's START and END markers (licence and header removed)."""
+    lowered = text.lower()  # a cheap scan first: the marker patterns are slow
+    if "gutenberg" not in lowered and "small print" not in lowered:
+        return text
     start = _PG_START.search(text)
     if start is not None:
         text = text[start.end():]
@@ -112,11 +115,15 @@ def strip_gutenberg(text: str) -> str:
     return text
 
 
+def _repeated_lines(lines: list[str], max_repeats: int) -> frozenset[str]:
+    counts = Counter(line for line in lines if len(line) >= _MIN_REPEATED_LINE_CHARS)
+    return frozenset(line for line, count in counts.items() if count > max_repeats)
+
+
 def drop_repeated_lines(text: str, max_repeats: int) -> str:
     """Remove lines of 30+ characters that occur more than ``max_repeats`` times (running heads)."""
     lines = text.split("\n")
-    counts = Counter(line.strip() for line in lines if len(line.strip()) >= _MIN_REPEATED_LINE_CHARS)
-    repeated = {line for line, count in counts.items() if count > max_repeats}
+    repeated = _repeated_lines([line.strip() for line in lines], max_repeats)
     if not repeated:
         return text
     return "\n".join(line for line in lines if line.strip() not in repeated)
@@ -124,13 +131,25 @@ def drop_repeated_lines(text: str, max_repeats: int) -> str:
 
 def clean_text(text: str, *, unicode_form: str = "NFC", gutenberg: bool = True, max_line_repeats: int = 0) -> str:
     """Normalised text: line breaks, controls, Unicode form, boilerplate, blank-line runs, edges."""
-    text = _LINE_BREAKS.sub("\n", text)
+    ascii_only = text.isascii()
+    if "\r" in text or not ascii_only:
+        text = _LINE_BREAKS.sub("\n", text)
     text = _CONTROL.sub("", text)
-    text = unicodedata.normalize(unicode_form, text)
+    if not ascii_only:
+        text = unicodedata.normalize(unicode_form, text)
     if gutenberg:
         text = strip_gutenberg(text)
-    if max_line_repeats:
-        text = drop_repeated_lines(text, max_line_repeats)
-    text = _TRAILING_SPACE.sub("\n", text)
-    text = _MANY_BLANK_LINES.sub("\n\n", text)
-    return text.strip()
+    # One pass over the lines: trailing whitespace, repeated boilerplate lines, blank-line runs.
+    lines = [line.rstrip() for line in text.split("\n")]
+    repeated = _repeated_lines([line.lstrip() for line in lines], max_line_repeats) if max_line_repeats else ()
+    kept: list[str] = []
+    blank = False
+    for line in lines:
+        if not line:
+            if not blank and kept:
+                kept.append(line)
+            blank = True
+        elif not repeated or line.lstrip() not in repeated:
+            kept.append(line)
+            blank = False
+    return "\n".join(kept).strip()
