@@ -7,8 +7,6 @@ than 1% sentence overlap with its test sets.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import re
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -17,11 +15,7 @@ import numpy as np
 
 _WORD = re.compile(r"\w+")
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd, so the rolling hash mixes every position
-
-
-@functools.lru_cache(maxsize=1 << 20)
-def _word_hash(word: str) -> int:
-    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+_SALT_PROBE = "linkscan.decontaminate"  # its hash changes with the process's string-hash salt
 
 
 def _words(text: str) -> list[str]:
@@ -32,7 +26,8 @@ def ngram_hashes(words: Sequence[str], n: int) -> np.ndarray:
     """uint64 hashes of every run of ``n`` consecutive words (empty when there are fewer)."""
     if len(words) < n:
         return np.empty(0, dtype=np.uint64)
-    ids = np.fromiter((_word_hash(w) for w in words), dtype=np.uint64, count=len(words))
+    # Python's string hash: salted per process, but an index is built and queried in one process.
+    ids = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
     count = len(words) - n + 1
     hashes = np.zeros(count, dtype=np.uint64)
     with np.errstate(over="ignore"):
@@ -41,20 +36,29 @@ def ngram_hashes(words: Sequence[str], n: int) -> np.ndarray:
     return hashes
 
 
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    # Sorting is several times faster than np.unique's hash table on millions of uint64 values.
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
 class NgramIndex:
     """The word n-grams of a set of evaluation documents, for overlap queries."""
 
     def __init__(self, hashes: np.ndarray, n: int, documents: int) -> None:
-        self.hashes = np.unique(hashes.astype(np.uint64))
+        self.hashes = _sorted_unique(hashes.astype(np.uint64))
         self.n = n
         self.documents = documents
+        self._salt = hash(_SALT_PROBE)
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], n: int) -> "NgramIndex":
         arrays = []
         documents = 0
         for text in texts:
-            arrays.append(np.unique(ngram_hashes(_words(text), n)))
+            arrays.append(ngram_hashes(_words(text), n))
             documents += 1
         hashes = np.concatenate(arrays) if arrays else np.empty(0, dtype=np.uint64)
         return cls(hashes, n, documents)
@@ -68,6 +72,11 @@ class NgramIndex:
         N-grams run across unit boundaries, so a passage copied from an evaluation document is
         found however the units cut it.
         """
+        if self._salt != hash(_SALT_PROBE):
+            raise RuntimeError(
+                "NgramIndex was built in another process (string hashes differ); build it where it is "
+                "used, with pipeline.corpus.build_decontamination_index"
+            )
         words: list[str] = []
         owner: list[int] = []
         for index, unit in enumerate(units):
