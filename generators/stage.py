@@ -163,6 +163,7 @@ class _ShardResult:
         self.counts["graph_units"] += diagnostics["units"]
         self.counts["graph_edges"] += diagnostics["edges"]
         self.counts["graph_linked_units"] += diagnostics["linked_units"]
+        self.counts["documents_without_links"] += diagnostics["edges"] == 0
         self.edge_distances.update(diagnostics["distance_histogram"])
         links = graph_links(graph)
         self.tables["links"].append(records_to_table("links", links))
@@ -286,6 +287,7 @@ def aggregate_stats(plan: GenerationPlan, shard_stats: list[dict]) -> dict:
             "edges_per_unit": round(counts.get("graph_edges", 0) / graph_units, 4) if graph_units else 0.0,
             "linked_unit_share": round(counts.get("graph_linked_units", 0) / graph_units, 4) if graph_units else 0.0,
             "distance_histogram": _ordered_buckets(_sum_counters([s["edge_distance_histogram"] for s in shard_stats])),
+            "documents_without_links": counts.get("documents_without_links", 0),
             "anchors_tried": anchors,
             "anchors_without_usable_link": counts.get("anchors_without_link", 0),
             "share_of_anchors_without_usable_link": (

@@ -88,7 +88,8 @@ def render_card(name: str, version: str, config: dict, fingerprints: dict, field
         f"- {graph.get('edges', 0):,} edges over {graph.get('units', 0):,} units "
         f"({graph.get('edges_per_unit', 0)} edges per unit; {graph.get('linked_unit_share', 0)} of units linked)",
         f"- anchors tried: {graph.get('anchors_tried', 0):,}; share without a usable link: "
-        f"{graph.get('share_of_anchors_without_usable_link', 0)}",
+        f"{graph.get('share_of_anchors_without_usable_link', 0)}; documents without any link: "
+        f"{graph.get('documents_without_links', 0):,}",
         "",
         *_table(graph.get("distance_histogram", {}), "edge distance", "edges"),
         "",

@@ -116,6 +116,7 @@ def test_manifest_holds_counts_drops_diagnostics_and_the_resolved_config(config,
     assert graph["edges"] == counts["links"] > 0
     assert graph["edges_per_unit"] == round(graph["edges"] / graph["units"], 4)
     assert 0 < graph["share_of_anchors_without_usable_link"] < 1
+    assert graph["documents_without_links"] == 0  # every small test document has some rare shared terms
     assert sum(graph["distance_histogram"].values()) == graph["edges"]
     assert manifest["config"] == config.model_dump(mode="json")
     assert manifest["generator"] == "offline" and manifest["method"] == "link"
@@ -184,3 +185,12 @@ def test_example_config_file_loads_with_the_papers_defaults():
     config = load_config(Path(__file__).resolve().parent.parent / "generators" / "configs" / "example.yaml")
     assert (config.name, config.method, config.generator) == ("dev-link", "link", "offline")
     assert config.link == GenerateConfig().link  # the file repeats the defaults, which are the paper's
+
+
+def test_a_corpus_without_links_is_reported_not_silently_empty(config, tmp_path):
+    strict = config.model_copy(update={"offline": config.offline.model_copy(update={"min_link_score": 1e9})})
+    result = run_generation(strict, tmp_path)
+    graph = result.manifest["diagnostics"]["link_graph"]
+    assert graph["edges"] == 0 and graph["documents_without_links"] == result.manifest["counts"]["documents"] == 3
+    assert result.manifest["drop_reasons"]["no_example:no_usable_link"] == result.manifest["counts"]["chunks"]
+    assert "No links were found" in (result.path / "README.md").read_text()
