@@ -12,7 +12,7 @@ prepended to each; a unit scored in several windows gets the mean of its logits.
 """
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from typing import Sequence
 
 import numpy as np
@@ -60,9 +60,10 @@ def sliding_windows(sentence_ends: Sequence[int], n_tokens: int, window_tokens: 
                     stride_tokens: int = PAPER_STRIDE_TOKENS) -> list[tuple[int, int]]:
     """Unit ranges [first, last) of the paper's windows over a document of ``n_tokens`` tokens.
 
-    A window starts at the first unit beginning at or after its nominal start, holds the units
-    that end before ``window_tokens`` past that unit's start (at least one), and the next nominal
-    start is ``stride_tokens`` later. The last window is aligned to the document's end.
+    A window starts at the unit holding its nominal start (or at the first unit no window holds
+    yet, if that is earlier), holds the units that end before ``window_tokens`` past that unit's
+    start (at least one), and the next nominal start is ``stride_tokens`` later. The last window
+    is aligned to the document's end. Every unit is in at least one window.
     """
     if window_tokens < 1 or stride_tokens < 1:
         raise ValueError("window_tokens and stride_tokens must be positive")
@@ -78,16 +79,18 @@ def sliding_windows(sentence_ends: Sequence[int], n_tokens: int, window_tokens: 
 
     if n_tokens <= window_tokens:
         return [(0, n_units)]
-    windows = []
-    nominal = 0
-    while nominal + window_tokens < n_tokens:
-        first = bisect_left(starts, nominal)
-        if first < n_units:
-            windows.append(window_from(first))
-        nominal += stride_tokens
     # the last window ends at the document's end: its first unit starts at or after n - window
-    first = min(bisect_left(starts, n_tokens - window_tokens), n_units - 1)
-    windows.append((first, n_units))
+    final_first = min(bisect_left(starts, n_tokens - window_tokens), n_units - 1)
+    windows = []
+    nominal, covered = 0, 0  # units [0, covered) are in some window
+    while nominal + window_tokens < n_tokens or covered < final_first:
+        # the unit holding the nominal start, or the first unit not yet covered if that is earlier
+        # (a unit longer than the stride must not fall between two windows)
+        first = min(bisect_right(starts, nominal) - 1, covered)
+        windows.append(window_from(first))
+        covered = max(covered, windows[-1][1])
+        nominal += stride_tokens
+    windows.append((final_first, n_units))
     return list(dict.fromkeys(windows))
 
 

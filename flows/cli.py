@@ -9,6 +9,7 @@ import typer
 from flows import cli_evaluate
 from flows import cli_inspect
 from flows import cli_flows
+from flows import cli_train
 from flows import cli_generate
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Link-based synthetic data for long-document retrievers.")
@@ -27,6 +28,7 @@ app.command("serve")(cli_flows.serve)
 app.command("demo")(cli_flows.demo)
 app.command("evaluate")(cli_evaluate.evaluate)
 app.command("retrieve")(cli_evaluate.retrieve)
+app.command("train")(cli_train.train)
 
 
 def main() -> None:

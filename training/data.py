@@ -79,6 +79,9 @@ def bucket_of(n_tokens: int, buckets: Sequence[int]) -> int | None:
 class ExampleStream(torch.utils.data.IterableDataset):
     """Infinite stream of collated micro-batches for one DDP rank (split further across workers).
 
+    A micro-batch holds examples of one length bucket, as many as fit ``micro_batch_tokens`` once
+    padded to the longest of them (at least one).
+
     ``skip_micro_batches`` is how many micro-batches this rank consumed before (resume).
     """
 
@@ -138,20 +141,23 @@ class ExampleStream(torch.utils.data.IterableDataset):
         yield from buffer
 
     def _batches(self, consumer: int, consumers: int) -> Iterator[list[Example]]:
+        """Batches of one length bucket whose padded size (count x longest) stays within the budget."""
         epoch = 0
         while True:
             pending: list[list[Example]] = [[] for _ in self.buckets]
+            longest = [0] * len(self.buckets)
             produced = 0
             for example in self._examples(consumer, consumers, epoch):
                 index = bucket_of(example.n_tokens, self.buckets)
                 if index is None:  # too long for every bucket: counted by count_too_long
                     continue
-                pending[index].append(example)
-                per_batch = max(1, self.micro_batch_tokens // self.buckets[index])
-                if len(pending[index]) >= per_batch:
+                grown = max(longest[index], example.n_tokens)
+                if pending[index] and (len(pending[index]) + 1) * grown > self.micro_batch_tokens:
                     yield pending[index]
                     produced += 1
-                    pending[index] = []
+                    pending[index], grown = [], example.n_tokens
+                pending[index].append(example)
+                longest[index] = grown
             for leftover in pending:  # partial batches at the end of an epoch
                 if leftover:
                     yield leftover

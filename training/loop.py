@@ -186,7 +186,7 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
     if is_main and config.progress:
         from tqdm import tqdm
 
-        progress = tqdm(total=config.max_steps, initial=step, desc="train", unit="step")
+        progress = tqdm(total=config.max_steps, initial=step, desc="train", unit="step", mininterval=2.0)
 
     # -- the loop -----------------------------------------------------------------------------
     metrics: dict = {}
