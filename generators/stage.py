@@ -204,12 +204,12 @@ async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer,
         result.add_document(document_done, chunks_done, await outcomes)
 
 
-def _run_backend(plan: GenerationPlan, inputs: list[str], result: _ShardResult) -> dict | None:
+def _run_backend(plan: GenerationPlan, inputs: list[str], result: _ShardResult, api_key: str | None) -> dict | None:
     from pipeline.tokenize import load_tokenizer
 
     config = plan.config
     tokenizer = load_tokenizer(config.corpus_config.tokenizer)
-    backend = make_backend(config, cache_dir=Path(plan.data_root) / "cache", api_key=plan.api_key)
+    backend = make_backend(config, cache_dir=Path(plan.data_root) / "cache", api_key=api_key)
 
     async def main() -> None:
         try:
@@ -226,11 +226,13 @@ def _run_backend(plan: GenerationPlan, inputs: list[str], result: _ShardResult) 
     return backend.stats() if hasattr(backend, "stats") else None
 
 
-def generate_shard(plan: GenerationPlan, index: int) -> dict:
+def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = None) -> dict:
     """Generate shard ``index`` into the staging folder and return its statistics.
 
     Idempotent: a shard whose statistics were saved (they are saved after its three files) is not
-    generated again; its saved statistics are returned.
+    generated again; its saved statistics are returned. ``api_key`` (for the LLM back end) overrides
+    the plan's, so a worker can resolve the key itself and the plan, which an orchestrator may
+    store as a parameter, need not carry it.
     """
     if not 0 <= index < plan.num_shards:
         raise GenerationError(f"shard index {index} outside 0..{plan.num_shards - 1} of version {plan.version}")
@@ -244,7 +246,7 @@ def generate_shard(plan: GenerationPlan, index: int) -> dict:
     staging.dir.mkdir(parents=True, exist_ok=True)
     inputs = list(plan.shard_inputs[index])
     result = _ShardResult()
-    llm_stats = _run_backend(plan, inputs, result)
+    llm_stats = _run_backend(plan, inputs, result, api_key or plan.api_key)
     for artifact in ARTIFACTS:
         staging.write_shard(artifact, index, plan.num_shards, result.table(artifact))
     stats = {
