@@ -32,7 +32,8 @@ from generators.config import OfflineConfig
 
 PROMPT_VERSION = "offline-v1"
 
-_TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9'\-]*[A-Za-z0-9]|[A-Za-z]|\d+(?:[.,:]\d+)*")
+# Words (with inner apostrophes and single hyphens: "O'Neil", "well-known", not "you--for") and numbers.
+_TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:['\-][A-Za-z0-9]+)*|\d+(?:[.,:]\d+)*")
 # spaCy's English stop words plus archaic and speech words that are frequent in older books.
 _EXTRA_STOP = {
     "thee", "thou", "thy", "thine", "hath", "doth", "shall", "upon", "unto", "said", "says", "like",
@@ -55,6 +56,8 @@ _VERB_LIKE = frozenset("""
     stuck stung strode struck swore swept swam swung took taught tore told thought threw understood
     woke wore wept won wound wrote asks gets gives goes knows makes says sees takes thinks tells
     comes looks seems wants uses finds determines provides requires contains includes allows
+    seen known done gone given taken written shown grown drawn born borne chosen spoken broken
+    fallen forgotten hidden risen driven eaten beaten
     forth beneath within without upon toward towards thus hence therefore however perhaps indeed
     rather quite almost already always never often soon still yet again also else ever even just
     much more most less least many several certain whole following previous next last first second
@@ -77,19 +80,16 @@ _CLOSING = frozenset("\"'”’)]")
 
 
 def _opens_sentence(text: str, start: int) -> bool:
-    """True when the token at ``start`` opens the text, a paragraph or a sentence.
+    """True when the token at ``start`` opens the text, a line or a sentence.
 
-    A single newline is a hard wrap (old books and RFCs are wrapped at 70 columns), not a break.
+    A line start counts: verse capitalises every line, and a name at the start of a hard-wrapped
+    line is still recognised by its other, mid-line occurrences.
     """
     i = start - 1
     while i >= 0 and text[i] in " \t":
         i -= 1
-    if i >= 0 and text[i] == "\n":
-        i -= 1
-        while i >= 0 and text[i] in " \t":
-            i -= 1
-        if i >= 0 and text[i] == "\n":
-            return True
+    if i < 0 or text[i] == "\n":
+        return True
     quote_at = i
     while i >= 0 and text[i] in _CLOSING:
         i -= 1
@@ -162,8 +162,14 @@ class OfflineBackend:
                     terms[token] = Term(token, "number")
                 continue
             lower = token.lower()
-            # Two-letter tokens are noise ("La", "St", "de") unless they are acronyms ("IP", "UK").
-            if lower in self._stop or len(lower) < 2 or len(token) == 2 and not token.isupper():
+            # Two-letter tokens are noise ("La", "St", "de") unless they are acronyms ("IP", "UK");
+            # contractions of stop words ("it's", "don't") are stop words.
+            if (
+                lower in self._stop
+                or len(lower) < 2
+                or len(token) == 2 and not token.isupper()
+                or "'" in lower and lower.split("'")[0] in self._stop
+            ):
                 previous = None
                 continue
             capital = token[0].isupper()
