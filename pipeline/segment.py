@@ -48,17 +48,21 @@ class SegmentedText:
     sentence_ends: list[int]
 
 
-@functools.lru_cache(maxsize=4)
-def _load_spacy(segmenter: str, language: str | None):
+def _blank_sentencizer(language: str | None):
     import spacy
 
-    if segmenter == "sentencizer":
-        try:
-            nlp = spacy.blank(language or "en")
-        except Exception:  # a language spaCy has no tokenizer for: punctuation rules still work
-            nlp = spacy.blank("xx")
-        nlp.add_pipe("sentencizer")
-        return nlp
+    try:
+        nlp = spacy.blank(language or "en")
+    except Exception:  # a language spaCy has no tokenizer for: punctuation rules still work
+        nlp = spacy.blank("xx")
+    nlp.add_pipe("sentencizer")
+    return nlp
+
+
+@functools.lru_cache(maxsize=4)
+def _load_pipeline(segmenter: str):
+    import spacy
+
     try:
         return spacy.load(segmenter)
     except OSError as error:
@@ -129,43 +133,70 @@ class _Sentencizer:
 
     _CACHE_LIMIT = 200_000
 
-    def __init__(self, nlp) -> None:
+    def __init__(self, make_nlp) -> None:
+        self._make_nlp = make_nlp
+        nlp = make_nlp()
         self.tokenizer = nlp.tokenizer
         self.punct_chars = frozenset(nlp.get_pipe("sentencizer").punct_chars)
         self._word = re.compile(r"\S+")
         self._cache: dict[tuple[str, bool], tuple[tuple[int, ...], bool]] = {}
-        self._patterns: dict[frozenset[str], re.Pattern] = {}
+        self._patterns: dict[frozenset[str], tuple[re.Pattern, re.Pattern]] = {}
 
     def _word_summary(self, word: str, period_open: bool) -> tuple[tuple[int, ...], bool]:
         """Sentence starts inside one word (offsets) and whether a sentence end is open after it."""
-        key = (word, period_open)
-        summary = self._cache.get(key)
+        summary = self._cache.get((word, period_open))
         if summary is None:
-            if len(self._cache) >= self._CACHE_LIMIT:
-                self._cache.clear()
-            starts = []
-            for token in self.tokenizer(word):
-                in_punct = token.text in self.punct_chars
-                if period_open and not token.is_punct and not in_punct:
-                    starts.append(token.idx)
-                    period_open = False
-                if in_punct:
-                    period_open = True
-            summary = self._cache[key] = (tuple(starts), period_open)
+            self._tokenize([word])
+            summary = self._cache[(word, period_open)]
         return summary
 
-    def _punct_pattern(self, chars: frozenset[str]) -> re.Pattern:
-        # Only the characters present in a text: a class of 128 characters makes re scan slowly.
-        pattern = self._patterns.get(chars)
-        if pattern is None:
-            pattern = self._patterns[chars] = re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
-        return pattern
+    def _tokenize(self, words: list[str]) -> None:
+        """Run spaCy's tokenizer over words joined by spaces (one Doc for many words: spaCy
+        tokenizes space-separated substrings independently) and cache each word's summaries."""
+        if len(self._cache) + 2 * len(words) > self._CACHE_LIMIT:
+            # spaCy's vocabulary keeps every string it has seen; a fresh tokenizer with the cache
+            # keeps memory flat however large the corpus.
+            self._cache.clear()
+            self.tokenizer = self._make_nlp().tokenizer
+        doc = self.tokenizer(" ".join(words))
+        tokens = iter(doc)
+        token = next(tokens, None)
+        word_start = 0
+        for word in words:
+            word_end = word_start + len(word)
+            parts = []
+            while token is not None and token.idx < word_end:
+                parts.append((token.idx - word_start, token.is_punct, token.text in self.punct_chars))
+                token = next(tokens, None)
+            for entry_open in (False, True):
+                period_open = entry_open
+                starts = []
+                for offset, is_punct, in_punct in parts:
+                    if period_open and not is_punct and not in_punct:
+                        starts.append(offset)
+                        period_open = False
+                    if in_punct:
+                        period_open = True
+                self._cache[(word, entry_open)] = (tuple(starts), period_open)
+            word_start = word_end + 1
+
+    def _patterns_for(self, chars: frozenset[str]) -> tuple[re.Pattern, re.Pattern]:
+        """A pattern for one of ``chars`` and one for a word holding one (only the characters present
+        in a text: a class of all 128 makes re scan slowly)."""
+        patterns = self._patterns.get(chars)
+        if patterns is None:
+            group = "".join(re.escape(c) for c in sorted(chars))
+            patterns = self._patterns[chars] = (re.compile(f"[{group}]"), re.compile(rf"(?<!\S)[^\s{group}]*[{group}]\S*"))
+        return patterns
 
     def starts(self, text: str, blocks: list[tuple[int, int]]) -> Iterator[int]:
         present = self.punct_chars.intersection("!.?") if text.isascii() else self.punct_chars.intersection(text)
         if not present:
             return
-        punct = self._punct_pattern(frozenset(present))
+        punct, punct_word = self._patterns_for(frozenset(present))
+        missing = [w for w in set(punct_word.findall(text)) if (w, False) not in self._cache]
+        for i in range(0, len(missing), 5000):
+            self._tokenize(missing[i:i + 5000])
         for start, end in blocks:
             yield from self._block_starts(text, start, end, punct)
 
@@ -211,9 +242,9 @@ class Segmenter:
         if config.segmenter == "regex":
             self._find_starts = _regex_starts
         elif config.segmenter == "sentencizer":
-            self._find_starts = _Sentencizer(_load_spacy("sentencizer", config.language)).starts
+            self._find_starts = _Sentencizer(functools.partial(_blank_sentencizer, config.language)).starts
         else:
-            self._find_starts = _PipelineStarts(_load_spacy(config.segmenter, config.language)).starts
+            self._find_starts = _PipelineStarts(_load_pipeline(config.segmenter)).starts
 
     # -- sentences ---------------------------------------------------------------------------------
     def _sentence_starts(self, text: str) -> list[int]:
