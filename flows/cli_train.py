@@ -24,7 +24,7 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
     max_steps: int = typer.Option(100, "--max-steps", help="optimizer steps"),
     tokens_per_step: int = typer.Option(65536, "--tokens-per-step", help="global token budget of one optimizer step"),
-    micro_batch_tokens: int = typer.Option(16384, "--micro-batch-tokens", help="token budget of one forward/backward"),
+    micro_batch_tokens: int = typer.Option(65536, "--micro-batch-tokens", help="padded-token budget of one forward/backward (1.3b on an H200: 32768)"),
     lr: float = typer.Option(1e-4, "--lr", help="peak learning rate (cosine to --min-lr)"),
     min_lr: float = typer.Option(1e-5, "--min-lr"),
     precision: str = typer.Option("bf16", "--precision", help="bf16 (autocast, fp32 master weights) or fp32"),

@@ -1,0 +1,123 @@
+"""Streaming training batches from examples shards: labels, budgets, ranks, resume, held-out split."""
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from training.data import (
+    ExampleStream, bucket_of, count_too_long, examples_from_batch, recall_at_k, split_files, validation_examples,
+)
+from training.probe_data import probe_examples, write_probe_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, tokenizer_path, dev_corpus):
+    """A published dataset of 48 probe examples (real text, real tokenizer) in 4 shards."""
+    from tokenizers import Tokenizer
+
+    from pipeline.store import open_dataset
+
+    with gzip.open(dev_corpus / "rfc.jsonl.gz", "rt") as handle:
+        texts = [json.loads(line)["text"] for line in itertools.islice(handle, 4)]
+    examples = probe_examples(texts, Tokenizer.from_file(str(tokenizer_path)), n_examples=48,
+                              min_tokens=200, max_tokens=900, seed=0)
+    return open_dataset(write_probe_dataset(tmp_path_factory.mktemp("data"), "probe", examples, 4)), examples
+
+
+def _stream(files, **overrides) -> ExampleStream:
+    options = {"micro_batch_tokens": 2048, "buckets": [512, 1024], "seed": 0, "shuffle_buffer": 8}
+    return ExampleStream(files, **{**options, **overrides})
+
+
+def _fingerprint(input_ids) -> int:
+    return hash(tuple(input_ids))
+
+
+def test_labels_sit_at_the_question_length_plus_each_sentence_end(dataset):
+    ds, examples = dataset
+    batch = next(ds.iter_batches(columns=["question_ids", "token_ids", "sentence_ends", "positives"]))
+    first = next(examples_from_batch(batch))
+    source = next(e for e in examples if e.token_ids == first.input_ids[len(e.question_ids):])
+    assert first.positions == [len(source.question_ids) + end for end in source.sentence_ends]
+    assert [i for i, label in enumerate(first.labels) if label == 1.0] == source.positives
+
+
+def test_a_micro_batch_holds_one_bucket_and_fits_the_token_budget_once_padded(dataset):
+    ds, _ = dataset
+    for batch in itertools.islice(iter(_stream(ds.shard_paths())), 20):
+        rows, length = batch["input_ids"].shape
+        assert rows * length <= 2048 or rows == 1
+        real = batch["mask"].sum(dim=1)
+        assert (real > 0).all()
+        lengths = (batch["input_ids"] != 0).sum(dim=1)  # no probe text tokenizes to id 0
+        buckets = {bucket_of(int(n), [512, 1024]) for n in lengths}
+        assert len(buckets) == 1
+
+
+def test_each_rank_reads_its_own_shards_and_together_they_read_everything(dataset):
+    ds, examples = dataset
+    files = ds.shard_paths()
+    seen = []
+    for rank in range(2):
+        stream = _stream(files, rank=rank, world_size=2)
+        seen.append({_fingerprint(e.input_ids) for e in stream._examples(rank, 2, epoch=0)})
+    assert seen[0].isdisjoint(seen[1])
+    assert seen[0] | seen[1] == {_fingerprint(e.question_ids + e.token_ids) for e in examples}
+
+
+def test_with_fewer_shards_than_consumers_rows_are_split_instead(dataset):
+    ds, examples = dataset
+    files = ds.shard_paths()[:1]
+    parts = [{_fingerprint(e.input_ids) for e in _stream(files)._examples(consumer, 3, epoch=0)} for consumer in range(3)]
+    assert all(parts) and sum(map(len, parts)) == len(set().union(*parts)) == len(examples) // 4
+
+
+def test_skipping_consumed_micro_batches_resumes_the_same_stream(dataset):
+    ds, _ = dataset
+    files = ds.shard_paths()
+    continuous = [b["input_ids"] for b in itertools.islice(iter(_stream(files)), 30)]
+    resumed = [b["input_ids"] for b in itertools.islice(iter(_stream(files, skip_micro_batches=17)), 13)]
+    assert all((a.shape == b.shape) and (a == b).all() for a, b in zip(continuous[17:], resumed))
+
+
+def test_the_order_depends_on_the_seed_and_changes_between_epochs(dataset):
+    ds, _ = dataset
+    files = ds.shard_paths()
+    order = lambda seed, epoch: [_fingerprint(e.input_ids) for e in _stream(files, seed=seed)._examples(0, 1, epoch)]  # noqa: E731
+    assert order(0, 0) == order(0, 0)
+    assert order(0, 0) != order(1, 0)
+    assert order(0, 0) != order(0, 1) and sorted(order(0, 0)) == sorted(order(0, 1))
+
+
+def test_examples_longer_than_every_bucket_are_counted_as_too_long(dataset):
+    ds, examples = dataset
+    expected = sum(e.n_tokens > 600 for e in examples)
+    assert expected > 0
+    assert count_too_long(ds.shard_paths(), 600) == expected
+    streamed = {int((b["input_ids"] != 0).sum(dim=1).max()) for b in itertools.islice(iter(_stream(ds.shard_paths(), buckets=[600])), 40)}
+    assert max(streamed) <= 600
+
+
+def test_the_last_shards_are_held_out_for_validation(dataset):
+    ds, _ = dataset
+    train, held_out = split_files(ds.shard_paths(), 1)
+    assert [p.name for p in held_out] == ["train-00003-of-00004.parquet"] and len(train) == 3
+    assert len(validation_examples(held_out, limit=5, max_tokens=10_000)) == 5
+
+
+def test_holding_out_every_shard_is_refused(dataset):
+    ds, _ = dataset
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        split_files(ds.shard_paths(), 4)
+
+
+def test_recall_at_k_counts_positives_among_the_top_scores():
+    scores = np.array([0.9, 0.1, 0.8, 0.3, 0.7])
+    labels = np.array([1.0, 1.0, 0.0, 0.0, 0.0])
+    assert recall_at_k(scores, labels, 1) == 1.0 / 2
+    assert recall_at_k(scores, labels, 3) == 1.0 / 2
+    assert recall_at_k(scores, labels, 5) == 1.0

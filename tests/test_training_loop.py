@@ -1,0 +1,144 @@
+"""The training loop on CPU: loss, schedule, optimizer groups, learning, exact resume, DDP with gloo, CLI."""
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from training.configs import TrainConfig, model_shape
+from training.loop import accumulate_gradients, configure_optimizer, lr_factor, masked_bce, train
+from training.model import ScannerModel
+from training.probe_data import probe_examples, write_probe_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset_path(tmp_path_factory, tokenizer_path, dev_corpus) -> Path:
+    from tokenizers import Tokenizer
+
+    with gzip.open(dev_corpus / "scotus.jsonl.gz", "rt") as handle:
+        texts = [json.loads(line)["text"] for line in itertools.islice(handle, 4)]
+    examples = probe_examples(texts, Tokenizer.from_file(str(tokenizer_path)), n_examples=64,
+                              min_tokens=250, max_tokens=600, seed=1)
+    return write_probe_dataset(tmp_path_factory.mktemp("data"), "probe", examples, 4)
+
+
+def _config(dataset_path: Path, out: Path, **overrides) -> TrainConfig:
+    options = dict(dataset=str(dataset_path), out=str(out), config="small", backend="hf", device="cpu",
+                   precision="fp32", max_steps=8, tokens_per_step=2048, micro_batch_tokens=1024,
+                   length_buckets=[512, 1024], max_seq_tokens=1024, lr=3e-3, min_lr=3e-4, validate_every=4,
+                   checkpoint_every=4, validation_examples=8, recall_k=[1, 5], progress=False)
+    return TrainConfig(**{**options, **overrides})
+
+
+def test_masked_bce_weights_positives_by_negatives_over_positives():
+    logits = torch.tensor([[0.0, 2.0, -1.0, 5.0]])
+    labels = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, False]])  # the last position is padding
+    loss, pos_weight = masked_bce(logits, labels, mask)
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    expected = (2.0 * softplus(-0.0) + softplus(2.0) + softplus(-1.0)) / 3
+    assert float(pos_weight) == 2.0
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def test_lr_warms_up_over_ten_percent_then_decays_by_cosine_to_the_minimum():
+    config = TrainConfig(dataset="-", out="-", max_steps=100, lr=1e-4, min_lr=1e-5)
+    factors = [lr_factor(step, config) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert lr_factor(100, config) == pytest.approx(0.1)  # 1e-5 / 1e-4
+    assert factors[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 45 / 90)))  # halfway: 0.55
+
+
+def test_weight_decay_applies_to_matrices_only():
+    model = ScannerModel(model_shape("small"))
+    optimizer = configure_optimizer(model, TrainConfig(dataset="-", out="-"), torch.device("cpu"))
+    decayed, plain = optimizer.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decayed["params"]) and all(p.dim() < 2 for p in plain["params"])
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)].split(".")[-1] for p in plain["params"]} == {"A_log", "D", "dt_bias", "bias", "weight"}
+    assert all(names[id(p)].endswith(("norm.weight", "norm_f.weight", "bias", "A_log", "D", "dt_bias"))
+               for p in plain["params"])
+
+
+def test_a_tiny_model_trains_and_its_loss_falls(dataset_path, tmp_path):
+    result = train(_config(dataset_path, tmp_path / "run", max_steps=30, validate_every=30, checkpoint_every=30))
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    assert {"val_loss", "val_recall@5", "val_random_recall@5"} <= set(result["last_metrics"])
+    assert (tmp_path / "run" / "checkpoints" / "step-00000030" / "model.safetensors").is_file()
+
+
+def test_resume_after_an_interruption_continues_exactly_where_it_stopped(dataset_path, tmp_path):
+    from safetensors.torch import load_file
+
+    straight = train(_config(dataset_path, tmp_path / "straight"))
+    stopped = train(_config(dataset_path, tmp_path / "resumed"), stop_after=4)
+    assert stopped["step"] == 4
+    state = json.loads((tmp_path / "resumed" / "checkpoints" / "step-00000004" / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["data"]["micro_batches_per_rank"] == 4 * straight["accumulation_steps"]
+    resumed = train(_config(dataset_path, tmp_path / "resumed"), resume=True)
+    assert resumed["resumed_from_step"] == 4 and resumed["step"] == 8
+    a = load_file(str(tmp_path / "straight" / "checkpoints" / "step-00000008" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "checkpoints" / "step-00000008" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert resumed["last_metrics"]["loss"] == pytest.approx(straight["last_metrics"]["loss"], rel=1e-5)
+
+
+def _micro_batches(dataset_path: Path, n: int) -> list[dict]:
+    from pipeline.store import open_dataset
+    from training.data import ExampleStream
+
+    stream = ExampleStream(open_dataset(dataset_path).shard_paths(), micro_batch_tokens=1024, buckets=[512, 1024])
+    return list(itertools.islice(iter(stream), n))
+
+
+def _ddp_gradients(rank: int, world_size: int, init_file: str, batches: list, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    torch.manual_seed(0)
+    model = ScannerModel(model_shape("small"))
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    config = TrainConfig(dataset="-", out="-", precision="fp32")
+    accumulate_gradients(ddp, batches[rank::world_size], config, torch.device("cpu"))
+    if rank == 0:
+        torch.save({n: p.grad for n, p in model.named_parameters()}, out)
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_on_two_cpu_processes_matches_single_process_gradients(dataset_path, tmp_path):
+    batches = _micro_batches(dataset_path, 4)
+    torch.manual_seed(0)
+    model = ScannerModel(model_shape("small"))
+    accumulate_gradients(model, batches, TrainConfig(dataset="-", out="-", precision="fp32"), torch.device("cpu"))
+    mp.spawn(_ddp_gradients, args=(2, str(tmp_path / "init"), batches, str(tmp_path / "grads.pt")), nprocs=2)
+    distributed = torch.load(tmp_path / "grads.pt")
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(distributed[name], parameter.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_linkscan_train_writes_a_loadable_checkpoint_and_metrics(dataset_path, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from training.checkpoint import load_model
+
+    out = tmp_path / "cli-run"
+    result = CliRunner().invoke(app, [
+        "train", "--dataset", str(dataset_path), "--out", str(out), "--config", "small", "--backend", "hf",
+        "--device", "cpu", "--max-steps", "3", "--tokens-per-step", "1024", "--micro-batch-tokens", "1024",
+        "--precision", "fp32", "--checkpoint-every", "3",
+    ])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{"):])["step"] == 3
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    model = load_model(out)  # a run folder resolves to its latest checkpoint
+    assert model.shape == model_shape("small")
