@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
-import torch.nn.functional as F
 
+from bench_scan import measure  # same timing for both GPU benchmarks (the script folder is on sys.path)
 from training.configs import TrainConfig, model_shape
 from training.loop import accumulate_gradients, configure_optimizer, masked_bce
 from training.model import ScannerModel
@@ -36,21 +35,6 @@ def make_micro_batches(n_batches: int, per_batch: int, seq: int, generator: torc
         batches.append({"input_ids": input_ids, "positions": positions, "labels": labels,
                         "mask": torch.ones(positions.shape, dtype=torch.bool), "n_tokens": torch.tensor(per_batch * seq)})
     return batches
-
-
-def timed(step, steps: int) -> tuple[float, float]:
-    """(median seconds per optimizer step, peak GiB) after one warm-up step."""
-    step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2], torch.cuda.max_memory_allocated() / 2**30
 
 
 def bench_paper(name: str, seq: int, tokens_per_step: int, steps: int) -> dict:
@@ -82,7 +66,7 @@ def bench_paper(name: str, seq: int, tokens_per_step: int, steps: int) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    seconds, peak = timed(step, steps)
+    seconds, peak = measure(step, steps)
     tokens = accum * per_batch * seq
     result = {"model": name, "variant": "paper", "micro_batch_tokens": per_batch * seq, "tokens_per_step": tokens,
               "seconds_per_step": seconds, "tokens_per_s": tokens / seconds, "peak_gib": peak}
@@ -108,7 +92,7 @@ def bench_ours(name: str, seq: int, tokens_per_step: int, micro_batch_tokens: in
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    seconds, peak = timed(step, steps)
+    seconds, peak = measure(step, steps)
     tokens = accum * per_batch * seq
     result = {"model": name, "variant": f"ours-mb{per_batch * seq // 1024}k", "micro_batch_tokens": per_batch * seq,
               "tokens_per_step": tokens, "seconds_per_step": seconds, "tokens_per_s": tokens / seconds, "peak_gib": peak}
