@@ -37,15 +37,17 @@ def counts_table(manifest: dict) -> list[dict]:
 
 
 def llm_usage_table(manifest: dict) -> list[dict]:
-    """Token, cost and request totals per LLM stage, when the run used an LLM; else empty."""
-    usage = manifest.get("llm_usage") or manifest.get("llm") or {}
-    if not isinstance(usage, dict):
-        return []
-    stages = usage.get("stages", usage)
+    """Requests, tokens and cost per LLM stage plus a total row, when the run used an LLM; else empty.
+
+    Reads the manifest's ``llm.usage`` (``{"stages": {stage: totals}, "total": totals}``).
+    """
+    usage = (manifest.get("llm") or {}).get("usage") or {}
+    named = [*sorted((usage.get("stages") or {}).items()), *([("total", usage["total"])] if "total" in usage else [])]
     rows = []
-    for stage, totals in sorted(stages.items()):
-        if isinstance(totals, dict):
-            rows.append({"stage": stage, **{key: value for key, value in totals.items() if not isinstance(value, dict)}})
+    for stage, totals in named:
+        row = {"stage": stage, **{key: value for key, value in totals.items() if key != "failures"}}
+        row["failures"] = sum((totals.get("failures") or {}).values())
+        rows.append(row)
     return rows
 
 

@@ -84,13 +84,23 @@ def test_counts_table_lists_rows_counts_and_every_drop_reason():
     ]
 
 
-def test_llm_usage_table_has_one_row_per_stage_and_is_empty_offline():
-    manifest = {"llm_usage": {"stages": {"links": {"prompt_tokens": 10, "cost_usd": 0.5}, "question": {"prompt_tokens": 3}}}}
+def test_llm_usage_table_has_one_row_per_stage_and_a_total_and_is_empty_offline():
+    totals = {"requests": 4, "cache_hits": 1, "prompt_tokens": 100, "completion_tokens": 20, "cost_usd": 0.5}
+    manifest = {
+        "llm": {
+            "model": "m",
+            "usage": {
+                "stages": {"links": {**totals, "failures": {"timeout": 2}}, "question": {**totals, "failures": {}}},
+                "total": {**totals, "requests": 8, "failures": {"timeout": 2}},
+            },
+        }
+    }
     assert artifacts.llm_usage_table(manifest) == [
-        {"stage": "links", "prompt_tokens": 10, "cost_usd": 0.5},
-        {"stage": "question", "prompt_tokens": 3},
+        {"stage": "links", **totals, "failures": 2},
+        {"stage": "question", **totals, "failures": 0},
+        {"stage": "total", **totals, "requests": 8, "failures": 2},
     ]
-    assert artifacts.llm_usage_table({"counts": {}}) == []
+    assert artifacts.llm_usage_table({"counts": {}, "llm": None}) == []
 
 
 def test_artifact_keys_use_only_lowercase_letters_digits_and_dashes():

@@ -259,6 +259,41 @@ def test_generate_runs_its_shards_on_a_local_dask_cluster(server, reference, tmp
     assert shard_bytes(version_dir) == shard_bytes(reference_dir)
 
 
+LLM_KEY = "sk-live-linkscan-flow-test-key-42c1"
+
+
+def test_llm_generate_flow_reports_tokens_and_cost_and_keeps_the_key_out_of_prefect(server, reference, tmp_path):
+    from tests.llm_server import LLMTestServer, Reply, request_stage
+
+    config, _ = reference
+    with LLMTestServer() as llm:
+        # One transient failure, retried by the client, shows up in the usage table.
+        llm.inject(Reply(status=500), times=1, match=lambda request: request_stage(request) == "links")
+        llm_config = {
+            **config, "name": "flowllm", "generator": "llm", "concurrency": 8,
+            "llm": {"base_url": llm.url, "model": "test-model", "api_key_env": "LINKSCAN_FLOW_TEST_KEY",
+                    "backoff_base_s": 0.01, "backoff_max_s": 0.05},
+        }
+        env = {**server.env, "LINKSCAN_FLOW_TEST_KEY": LLM_KEY}
+        threads = json.dumps({"kind": "threads", "max_workers": 2})
+        done = run_python(RUN_GENERATE, Server(server.api_url, server.home, env), json.dumps(llm_config),
+                          str(tmp_path / "data"), threads)
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert llm.authorizations == {f"Bearer {LLM_KEY}"}
+        requests = llm.requests
+
+    (artifact,) = server.post("/artifacts/filter", {"artifacts": {"key": {"any_": ["dataset-flowllm-llm-usage"]}}})
+    rows = {row["stage"]: row for row in json.loads(artifact["data"])}
+    assert set(rows) == {"links", "question", "evidence", "total"}
+    assert rows["total"]["requests"] == sum(rows[s]["requests"] for s in ("links", "question", "evidence"))
+    assert rows["total"]["attempts"] == requests  # every request that reached the server, the 500 included
+    assert rows["total"]["prompt_tokens"] > 0 and "cost_usd" in rows["total"]
+    # The key was read from the environment inside the tasks: no flow run parameter holds it.
+    runs = server.post("/flow_runs/filter", {"flows": {"name": {"any_": ["generate", "generate-shards"]}}})
+    assert runs and LLM_KEY not in json.dumps([r["parameters"] for r in runs])
+    assert LLM_KEY not in done.stdout
+
+
 def test_prefect_yaml_deploys_three_deployments_with_their_triggers(server):
     """`prefect deploy --all` registers prefect.yaml on a process work pool (last: it replaces the served ones)."""
     def prefect(*args: str) -> None:
