@@ -259,6 +259,23 @@ def test_generate_runs_its_shards_on_a_local_dask_cluster(server, reference, tmp
     assert shard_bytes(version_dir) == shard_bytes(reference_dir)
 
 
+def test_generate_rerun_reuses_the_published_version_without_a_new_event(server, reference, tmp_path):
+    config, reference_dir = reference
+    threads = json.dumps({"kind": "threads", "max_workers": 2})
+    results = []
+    for _ in range(2):
+        done = run_python(RUN_GENERATE, server, json.dumps(config), str(tmp_path / "data"), threads)
+        assert done.returncode == 0, done.stdout[-3000:]
+        results.append(json.loads(done.stdout.rsplit("RESULT ", 1)[1].splitlines()[0]))
+    assert [r["newly_published"] for r in results] == [True, False]
+    assert results[0]["path"] == results[1]["path"] == str(tmp_path / "data" / "datasets" / "flowtest" / reference_dir.name)
+    events_of_this_root = [
+        e for e in server.wait_for_events(events.DATASET_PUBLISHED, "linkscan.dataset.flowtest")
+        if e["payload"]["data_root"] == str(tmp_path / "data")
+    ]
+    assert len(events_of_this_root) == 1
+
+
 LLM_KEY = "sk-live-linkscan-flow-test-key-42c1"
 
 
