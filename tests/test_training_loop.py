@@ -142,3 +142,20 @@ def test_linkscan_train_writes_a_loadable_checkpoint_and_metrics(dataset_path, t
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
     model = load_model(out)  # a run folder resolves to its latest checkpoint
     assert model.shape == model_shape("small")
+
+
+def test_linkscan_train_under_torchrun_with_two_cpu_processes(dataset_path, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp-run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "flows.cli_train", "--dataset", str(dataset_path), "--out", str(out), "--config", "small",
+               "--backend", "hf", "--device", "cpu", "--max-steps", "2", "--tokens-per-step", "2048",
+               "--micro-batch-tokens", "1024", "--precision", "fp32", "--checkpoint-every", "2"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent.parent)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    report = json.loads(finished.stdout[finished.stdout.index("{"):])
+    assert (report["world_size"], report["accumulation_steps"], report["step"]) == (2, 1, 2)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["LATEST", "step-00000002"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # rank 0 alone writes metrics
