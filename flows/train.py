@@ -85,6 +85,11 @@ def train(
         "dataset %s version %s verified: %d examples in %d shards at %s",
         checked["name"], checked["version"], checked["examples"], checked["shards"], checked["path"],
     )
+    if checked["examples"] == 0:
+        raise ValueError(
+            f"{checked['path']}: dataset {checked['name']} version {checked['version']} has no examples to train on; "
+            "its dataset.json lists why chunks gave none (drop_reasons)"
+        )
     run = run_name(checked["version"], options)
     out = root / "models" / checked["name"] / run
     config = TrainConfig(dataset=checked["path"], out=str(out), **options.model_dump())
