@@ -177,7 +177,8 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
         "dataset": str(dataset.path), "train_shards": len(train_files), "validation_shards": len(val_files),
         "accumulation_steps": accum, "world_size": world_size,
         "parameters": model.num_parameters(), "resumed_from_step": step,
-        "drops": {"too_long": count_too_long(train_files, max_tokens)},
+        "drops": {"too_long": count_too_long(train_files, max_tokens),
+                  "validation_too_long": count_too_long(val_files, max_tokens)},
     }
     if is_main:
         log.info("training: %s", json.dumps(summary))
