@@ -36,6 +36,8 @@ def train(
     """Train the Mamba-2 scanner (binary head at sentence ends) on the examples shards of a dataset."""
     import torch
 
+    from pipeline.store import StoreError
+    from training.checkpoint import CheckpointError
     from training.configs import TrainConfig
     from training.loop import train as run_training
     from training.model import default_backend
@@ -58,6 +60,9 @@ def train(
         torch.distributed.init_process_group(backend_name)
     try:
         result = run_training(train_config, rank=rank, world_size=world_size, local_rank=local_rank, resume=resume)
+    except (CheckpointError, StoreError, ValueError, RuntimeError) as error:
+        typer.echo(f"linkscan train: {error}", err=True)
+        raise typer.Exit(2) from None
     finally:
         if world_size > 1:
             torch.distributed.destroy_process_group()

@@ -159,3 +159,14 @@ def test_linkscan_train_under_torchrun_with_two_cpu_processes(dataset_path, tmp_
     assert (report["world_size"], report["accumulation_steps"], report["step"]) == (2, 1, 2)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["LATEST", "step-00000002"]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # rank 0 alone writes metrics
+
+
+def test_linkscan_train_names_a_missing_dataset_and_exits_with_an_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "nothing"), "--out", str(tmp_path / "run"),
+                                      "--device", "cpu", "--max-steps", "1"])
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'nothing'}: not a dataset version folder" in result.output
