@@ -24,9 +24,10 @@ class CorpusConfig(BaseModel):
     # Cleaning.
     unicode_form: Literal["NFC", "NFKC"] = "NFC"
     strip_gutenberg: bool = True
-    # A line of at least 30 characters seen this many times in one document is boilerplate
-    # (running heads, repeated licence lines) and removed; 0 keeps every line.
-    max_line_repeats: int = Field(default=20, ge=0)
+    # When > 0, a line of at least 30 characters seen more than this many times in one document is
+    # boilerplate (running heads and footers, repeated licence lines) and removed. Off by default:
+    # on the dev corpus it also removes real repeated content (RFC packet diagrams, MIB clauses).
+    max_line_repeats: int = Field(default=0, ge=0)
     min_doc_chars: int = Field(default=1000, ge=0)
 
     # Language filter (py3langid); language=None keeps every document.

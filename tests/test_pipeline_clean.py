@@ -82,3 +82,12 @@ def test_lines_repeated_more_than_the_limit_are_removed():
 def test_short_or_rare_repeated_lines_are_kept():
     text = "\n".join(["CHAPTER"] * 10 + ["A line that appears twice, long enough to count."] * 2)
     assert drop_repeated_lines(text, max_repeats=3) == text
+
+
+def test_clean_text_removes_running_heads_only_when_asked():
+    running_head = "ANNUAL REPORT 2023 -- CONFIDENTIAL DRAFT   "
+    text = "\n".join(f"{running_head}\nPage body number {i} with its own words." for i in range(5))
+    assert running_head.strip() in clean_text(text)
+    cleaned = clean_text(text, max_line_repeats=3)
+    assert running_head.strip() not in cleaned
+    assert cleaned.splitlines() == [f"Page body number {i} with its own words." for i in range(5)]
