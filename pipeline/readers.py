@@ -26,7 +26,7 @@ FORMATS = {".txt": "text", ".md": "markdown", ".html": "html", ".htm": "html",
            ".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".parquet": "parquet"}
 _BINARY_SNIFF_BYTES = 8192
 _PARQUET_BATCH_ROWS = 64
-_SKIP_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 20
 _CP1252_MARGIN = 0.1
 
 
@@ -145,22 +145,28 @@ def _open_binary(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _bounded_lines(handle: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, line) pairs; a line over ``limit`` bytes is skipped unread and given as None."""
+def _bounded_lines(handle: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | bytearray | None]]:
+    """(line number, line) pairs; a line over ``limit`` bytes is read through, not kept, and given as None.
+
+    Lines are read in pieces of at most 1 MiB, so memory stays near ``limit`` whatever the line.
+    """
     number = 0
     while True:
-        line = handle.readline(limit + 1)
-        if not line:
+        piece = handle.readline(_READ_CHUNK)
+        if not piece:
             return
         number += 1
-        if len(line) > limit and not line.endswith(b"\n"):
-            while True:
-                rest = handle.readline(_SKIP_CHUNK)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield number, None
-        else:
-            yield number, line
+        if piece.endswith(b"\n"):
+            yield number, piece
+            continue
+        line: bytearray | None = bytearray(piece)
+        while piece and not piece.endswith(b"\n"):
+            piece = handle.readline(_READ_CHUNK)
+            if line is not None:
+                line += piece
+                if len(line) > limit:
+                    line = None
+        yield number, line
 
 
 class _FileProblems:

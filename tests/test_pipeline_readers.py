@@ -192,7 +192,7 @@ def test_oversized_single_line_is_skipped_with_bounded_memory(tmp_path, passages
     tracemalloc.stop()
     assert [d.text for d in documents] == [passages[0]]
     assert drops == {"too_long": 1}
-    assert peak < 6_000_000  # a few times the limit, never the line
+    assert peak < 5_000_000  # a few 1 MiB read pieces, never the 20 MB line
 
 
 def test_oversized_text_file_is_skipped_without_reading_it(tmp_path, caplog):
@@ -266,4 +266,4 @@ def test_a_200_mb_single_line_file_is_skipped_and_the_next_document_kept(tmp_pat
     tracemalloc.stop()
     assert [d.text for d in documents] == [passages[0]]
     assert drops == {"too_long": 1}
-    assert peak < CorpusConfig().max_doc_bytes * 1.2
+    assert peak < CorpusConfig().max_doc_bytes * 1.5  # bounded by the limit, not by the line
