@@ -186,6 +186,9 @@ def document_chunks(
 def build_decontamination_index(paths: Sequence[str | Path], ngram: int) -> NgramIndex:
     """The n-gram index of the evaluation documents in ``paths`` (any corpus format), cached."""
     files = list_inputs(paths)
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"decontaminate: {', '.join(missing)} not found (fix the decontaminate paths)")
     return _cached_index(index_cache_key(files), ngram)
 
 

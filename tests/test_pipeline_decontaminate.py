@@ -88,3 +88,8 @@ def test_the_threshold_lets_a_small_overlap_through(tmp_path, dev_corpus, eval_d
     assert strict_drops.as_dict() == {"decontaminated": 1, "no_chunks": 1}
     assert len(list(corpus_to_chunks(corpus, lenient, lenient_drops))) == 1
     assert lenient_drops.as_dict() == {}
+
+
+def test_a_missing_evaluation_file_is_an_error_naming_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl.*decontaminate paths"):
+        build_decontamination_index([str(tmp_path / "nope.jsonl")], 13)
