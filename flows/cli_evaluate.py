@@ -11,6 +11,13 @@ import typer
 DEFAULT_TOKENIZER = "EleutherAI/gpt-neox-20b"
 
 
+def _quiet_model_loading() -> None:
+    """No per-weight progress bar on the console when the dense model loads."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
@@ -65,6 +72,7 @@ def evaluate(
     except ValidationError as error:
         _fail(f"invalid option: {error.errors()[0]['loc'][-1]}: {error.errors()[0]['msg']}")
     out_dir = out or root / "evals" / run_id(config)
+    _quiet_model_loading()
     client = None
     if config.llm is not None:
         from generators.llm.client import LLMClient
@@ -117,6 +125,7 @@ def retrieve(
 
     if retriever == "oracle":
         _fail("the oracle needs gold evidence; use it with `linkscan evaluate`")
+    _quiet_model_loading()
     config = CorpusConfig(tokenizer=tokenizer)
     drops = Drops()
     raw = next(iter(read_documents(document, config, drops)), None)
