@@ -121,3 +121,22 @@ def test_recall_at_k_counts_positives_among_the_top_scores():
     assert recall_at_k(scores, labels, 1) == 1.0 / 2
     assert recall_at_k(scores, labels, 3) == 1.0 / 2
     assert recall_at_k(scores, labels, 5) == 1.0
+
+
+def test_dataloader_workers_split_the_shards_and_resume_at_the_same_batch(dataset):
+    from pipeline.store import iter_shard
+    from training.data import make_loader
+
+    ds, _ = dataset
+    files = ds.shard_paths()
+    continuous = [b["input_ids"] for b in itertools.islice(iter(make_loader(_stream(files), num_workers=2)), 12)]
+    resumed = [b["input_ids"] for b in itertools.islice(iter(make_loader(_stream(files, skip_micro_batches=5), num_workers=2)), 7)]
+    assert all(a.shape == b.shape and (a == b).all() for a, b in zip(continuous[5:], resumed))
+    # batch i comes from worker i % 2, which reads shard files 0, 2 (worker 0) or 1, 3 (worker 1)
+    from training.data import examples_from_batch
+
+    owned = [{_fingerprint(e.input_ids) for path in files[w::2] for batch in iter_shard(path, "examples")
+              for e in examples_from_batch(batch)} for w in range(2)]
+    for index, batch in enumerate(continuous):
+        rows = {_fingerprint(row[row != 0].tolist()) for row in batch}  # no probe token is id 0
+        assert rows <= owned[index % 2]

@@ -128,6 +128,7 @@ class TrainConfig(BaseModel):
     grad_clip: float = 1.0
     precision: Literal["bf16", "fp32"] = "bf16"  # bf16 autocast with fp32 master weights, or plain fp32
     shuffle_buffer: int = 256
+    num_workers: int = 0  # dataloader worker processes per rank (each reads its own shard files)
     length_buckets: list[int] = Field(default_factory=lambda: [512, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384])
     validation_shards: int = 1  # the last N example shards are held out for validation
     validate_every: int = 50

@@ -108,11 +108,17 @@ class ExampleStream(torch.utils.data.IterableDataset):
         self.world_size = world_size
         self.skip_micro_batches = skip_micro_batches
 
-    def _consumer(self) -> tuple[int, int, int]:
-        """(this consumer's index, number of consumers, number of dataloader workers)."""
+    def _consumer(self) -> tuple[int, int, int, int]:
+        """(consumer index, number of consumers, dataloader workers, this worker's logical index).
+
+        The DataLoader takes batches from its workers round-robin starting at worker 0, so after
+        `skip_micro_batches` the next batch must come from the worker that played index
+        `skip % workers`: worker w plays logical worker (w + skip) % workers.
+        """
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        return self.rank * workers + worker, self.world_size * workers, workers
+        logical = (worker + self.skip_micro_batches) % workers
+        return self.rank * workers + logical, self.world_size * workers, workers, logical
 
     def _examples(self, consumer: int, consumers: int, epoch: int) -> Iterator[Example]:
         from pipeline.store import iter_shard
@@ -170,11 +176,9 @@ class ExampleStream(torch.utils.data.IterableDataset):
             epoch += 1
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        consumer, consumers, workers = self._consumer()
-        worker = consumer - self.rank * workers
-        # The DataLoader takes batches from its workers round-robin, so of the first
-        # `skip_micro_batches` this worker produced those with index % workers == worker.
-        skip = (self.skip_micro_batches - worker + workers - 1) // workers if self.skip_micro_batches > worker else 0
+        consumer, consumers, workers, logical = self._consumer()
+        # of the first `skip_micro_batches` batches, this logical worker made those with index % workers == logical
+        skip = (self.skip_micro_batches - logical + workers - 1) // workers if self.skip_micro_batches > logical else 0
         for index, examples in enumerate(self._batches(consumer, consumers)):
             if index < skip:
                 continue

@@ -171,7 +171,7 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
     stream = ExampleStream(train_files, micro_batch_tokens=config.micro_batch_tokens, buckets=buckets,
                            seed=config.seed, shuffle_buffer=config.shuffle_buffer, rank=rank,
                            world_size=world_size, skip_micro_batches=micro_batches_done)
-    batches = iter(make_loader(stream, num_workers=0))
+    batches = iter(make_loader(stream, num_workers=config.num_workers))
 
     summary = {
         "dataset": str(dataset.path), "train_shards": len(train_files), "validation_shards": len(val_files),
