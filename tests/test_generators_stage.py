@@ -194,3 +194,14 @@ def test_a_corpus_without_links_is_reported_not_silently_empty(config, tmp_path)
     assert graph["edges"] == 0 and graph["documents_without_links"] == result.manifest["counts"]["documents"] == 3
     assert result.manifest["drop_reasons"]["no_example:no_usable_link"] == result.manifest["counts"]["chunks"]
     assert "No links were found" in (result.path / "README.md").read_text()
+
+
+def test_shards_are_input_files_balanced_by_size(tmp_path):
+    from generators.stage import _balanced_groups
+
+    sizes = {"a": 900, "b": 500, "c": 400, "d": 100, "e": 50}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+    groups = _balanced_groups(sorted(tmp_path / n for n in sizes), 2)
+    # Largest first into the lighter group: a | b, c | ties go to the first group: a, d (1000) | b, c, e (950)
+    assert [[p.rsplit("/", 1)[1] for p in group] for group in groups] == [["a", "d"], ["b", "c", "e"]]
