@@ -166,3 +166,13 @@ def test_sentencizer_matches_spacys_sentencizer_on_real_text(segmenter, dev_corp
             text = json.loads(handle.readline())["text"][:40_000].strip()
         # spaCy leaves the whitespace before a sentence at the end of the previous one.
         assert [s.strip() for s in segmenter.sentences(text)] == _spacy_sentences(text)
+
+
+def test_a_huge_paragraph_without_sentence_ends_or_spaces_stays_exact(segmenter, tokenizer, book_text, config):
+    no_periods = book_text.replace(".", "").replace("!", "").replace("?", "").replace("\n", " ")
+    no_spaces = "".join(no_periods.split())[:150_000]
+    text = no_periods + " " + no_spaces  # blocks are cut at 100,000 characters
+    segmented = segmenter.segment(text)
+    assert "".join(segmented.units) == text
+    assert (segmented.token_ids, segmented.sentence_ends) == tokenize_units(segmented.units, tokenizer)
+    assert max(_token_counts(segmented.units, tokenizer)) < config.max_unit_tokens + 2 * config.min_unit_tokens
