@@ -161,7 +161,7 @@ def _spacy_sentences(text: str) -> list[str]:
 
 
 def test_sentencizer_matches_spacys_sentencizer_on_real_text(segmenter, dev_corpus):
-    for source in ("scotus", "pydocs", "rfc"):
+    for source in ("gutenberg", "scotus", "pydocs", "rfc"):
         with gzip.open(dev_corpus / f"{source}.jsonl.gz", "rt") as handle:
             text = json.loads(handle.readline())["text"][:40_000].strip()
         # spaCy leaves the whitespace before a sentence at the end of the previous one.
