@@ -44,6 +44,33 @@ def pick_document(evalsets: Path, benchmark: str, max_chars: int | None):
     return doc_id, bench.documents[doc_id], own + others
 
 
+def long_document_latency(args, tokenizer, segmenter) -> list[dict]:
+    """Latency of one question (index or embed the document, then score) on a long document made
+    of the long-dialogue benchmark's documents, concatenated and cut at ``--long-tokens`` tokens."""
+    bench = load_plain_benchmark(args.evalsets / f"{args.long_benchmark}.questions.jsonl")
+    parts, tokens = [], 0
+    for text in sorted(bench.documents.values(), key=len, reverse=True):
+        parts.append(text)
+        tokens += len(tokenizer.encode(text, add_special_tokens=False).ids)
+        if tokens >= args.long_tokens:
+            break
+    text = "\n\n".join(parts)
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    if len(encoding.ids) > args.long_tokens:  # cut at the token boundary, so the document has that many tokens
+        text = text[: encoding.offsets[args.long_tokens][0]]
+    document = segment_document("long", text, segmenter)
+    query = [Query(bench.questions[0].id, bench.questions[0].question)]
+    rows = []
+    for name, repeats in (("bm25", args.repeats), ("dense", 1)):
+        retriever = make_retriever(name, tokenizer=tokenizer)
+        if name == "dense":
+            retriever.score_document(segment_document("warm", parts[0][:2000], segmenter), query)  # model load
+        seconds = median_seconds(lambda: retriever.score_document(document, query), repeats)
+        rows.append({"what": f"long document, {name}, one question", "doc_tokens": document.n_tokens,
+                     "units": len(document), "seconds": seconds, "repeats": repeats})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evalsets", type=Path, default=Path("../shared/evalsets/dev"))
@@ -53,6 +80,9 @@ def main() -> None:
     parser.add_argument("--long-benchmark", default="longbench_v2_long_dialogue")
     parser.add_argument("--dense-benchmark", default="natural_question")
     parser.add_argument("--dense-max-chars", type=int, default=120_000)
+    parser.add_argument("--long-tokens", type=int, default=0,
+                        help="also time one question on a document of at least this many tokens (real dev text "
+                             "concatenated), e.g. 262144; dense runs once there (minutes on CPU)")
     args = parser.parse_args()
 
     tokenizer = load_tokenizer(args.tokenizer)
@@ -80,6 +110,8 @@ def main() -> None:
         results["rows"].append({"what": f"{name} per question", "benchmark": benchmark, "doc_tokens": document.n_tokens,
                                 "units": len(document), "shared_index_s": shared, "per_question_index_s": alone,
                                 "speedup": alone / shared})
+    if args.long_tokens:
+        results["rows"].extend(long_document_latency(args, tokenizer, segmenter))
     print(json.dumps(results, indent=2))
     print()
     print(f"machine: {results['machine']}; medians of {args.repeats} runs; {args.questions} questions per document")
@@ -90,6 +122,8 @@ def main() -> None:
         if row["what"] == "segment+tokenize":
             print(f"| segment+tokenize ({row['benchmark']}) | {row['doc_tokens']:,} | {row['units']:,} | "
                   f"{row['seconds']:.2f} s total, {row['tokens_per_s']:,.0f} tokens/s | | |")
+        elif row["what"].startswith("long"):
+            print(f"| {row['what']} | {row['doc_tokens']:,} | {row['units']:,} | | {row['seconds']:.3f} | |")
         else:
             print(f"| {row['what']} ({row['benchmark']}) | {row['doc_tokens']:,} | {row['units']:,} | "
                   f"{row['shared_index_s']:.4f} | {row['per_question_index_s']:.4f} | {row['speedup']:.1f}x |")
