@@ -59,7 +59,7 @@ def aggregate(
     seed: int = 0,
 ) -> list[dict]:
     """One output row per group: the group keys, question count, and mean/ci_low/ci_high per metric
-    (over the questions where the metric applies; ``<metric>_n`` says how many)."""
+    (over the questions where the metric applies; ``<metric>_n`` says how many, None where none)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(tuple(row[key] for key in group_by), []).append(row)
@@ -70,9 +70,10 @@ def aggregate(
         out["questions"] = len(members)
         for metric in metrics:
             estimate = bootstrap_ci([v for v in (_value(r, metric) for r in members) if v is not None], samples=samples, seed=seed)
-            out[metric] = estimate.mean
-            out[f"{metric}_ci_low"] = estimate.low
-            out[f"{metric}_ci_high"] = estimate.high
+            applies = estimate.n > 0  # None (not NaN) where the metric does not apply: the tables stay valid JSON
+            out[metric] = estimate.mean if applies else None
+            out[f"{metric}_ci_low"] = estimate.low if applies else None
+            out[f"{metric}_ci_high"] = estimate.high if applies else None
             out[f"{metric}_n"] = estimate.n
         table.append(out)
     return table
@@ -88,7 +89,7 @@ def macro_average(table: Sequence[dict], group_key: str, metrics: Sequence[str])
         row = {group_key: "macro average", "retriever": retriever, "questions": sum(m["questions"] for m in members)}
         for metric in metrics:
             values = [m[metric] for m in members if m[f"{metric}_n"] > 0]
-            row[metric] = sum(values) / len(values) if values else float("nan")
+            row[metric] = sum(values) / len(values) if values else None
             row[f"{metric}_n"] = len(values)
         out.append(row)
     return out
@@ -107,8 +108,8 @@ def to_markdown(table: Sequence[dict], keys: Sequence[str], metrics: Sequence[st
     for row in table:
         cells = [_fmt(row[k]) for k in keys] + [str(row["questions"])]
         for metric in metrics:
-            mean = row.get(metric, float("nan"))
-            if isinstance(mean, float) and math.isnan(mean):
+            mean = row.get(metric)
+            if mean is None:
                 cells.append("")
             elif with_ci and f"{metric}_ci_low" in row:
                 cells.append(f"{mean:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]")
