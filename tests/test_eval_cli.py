@@ -75,3 +75,22 @@ def test_retrieve_prints_the_top_units_best_first(dev_evalsets: Path, tokenizer_
     assert len(lines) == 3
     scores = [float(line.split("│")[3]) for line in lines]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_evaluate_runs_the_llm_protocol_with_the_shared_cache(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
+    from tests.llm_server import LLMTestServer
+    from tests.eval_data import scripted_llm
+
+    with LLMTestServer(responder=scripted_llm) as server:
+        result = runner.invoke(app, [
+            "evaluate", "--benchmarks", str(dev_evalsets), "--only", "natural_question", "--max-questions", "1",
+            "--retriever", "bm25", "--k", "5", "--data", str(tmp_path), "--out", str(tmp_path / "report"),
+            "--tokenizer", str(tokenizer_path), "--llm-base-url", server.url, "--llm-model", "test-model",
+            "--llm-api-key-env", "",
+        ])
+        assert result.exit_code == 0, result.output
+        assert server.requests == 2  # one answer, one verdict
+    assert (tmp_path / "cache" / "llm.sqlite").is_file()
+    assert "| natural_question | bm25 | 1 |" in result.output and "llm_correct" in result.output
+    [row] = [json.loads(line) for line in (tmp_path / "report" / "questions.jsonl").read_text().splitlines()]
+    assert row["llm_correct"] == 1.0 and row["llm_answer"] == "April 25, 2018"

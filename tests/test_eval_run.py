@@ -4,18 +4,17 @@ with scripted answers and verdicts."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from evaluation.metrics import normalize_answer
 from evaluation.run import EvalConfig, run_evaluation
 from generators.llm.client import LLMClient
 from generators.llm.config import LLMConfig
 from pipeline.config import CorpusConfig
 from schemas import check_schema, table_to_records
+from tests.eval_data import scripted_llm
 from tests.llm_server import LLMTestServer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -108,33 +107,6 @@ def test_markdown_report_lists_each_benchmark_and_the_macro_average(report) -> N
 
 
 # -- the LLM protocol -----------------------------------------------------------------------------
-
-SCRIPTED_ANSWERS = {
-    "when did season 2 of handmaid's tale start": "April 25, 2018",  # right
-    "how many episodes in season 1 of handmades tale": "12",  # wrong
-    "how many episodes of season two of the handmaids tale are there": "13",  # the judge mumbles
-    "How to get additional knowledge for entities?": "B. Supplementing image information.",  # right option
-}
-
-
-def _field(text: str, name: str) -> str:
-    return re.search(rf"^{name}: (.*)$", text, re.MULTILINE).group(1)
-
-
-def scripted_llm(request: dict) -> str:
-    text = request["messages"][-1]["content"]
-    question = _field(text, "Question")
-    if "Excerpts:" in text:
-        return f"REASON: the excerpts say so.\nANSWER: {SCRIPTED_ANSWERS[question]}\n"
-    if question.startswith("how many episodes of season two"):
-        return "It is hard to say."
-    truth, prediction = _field(text, "Ground truth"), _field(text, "Prediction")
-    if "multiple-choice" in text:
-        same = truth.split(":")[0] == prediction[:1]
-    else:
-        same = normalize_answer(truth) == normalize_answer(prediction)
-    return f"The prediction {'matches' if same else 'differs'}.\nDECISION: {'YES' if same else 'NO'}"
-
 
 def test_llm_protocol_end_to_end_with_scripted_answers_and_cache(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
     with LLMTestServer(responder=scripted_llm) as server:
