@@ -12,8 +12,18 @@ from tokenizers import Tokenizer
 def load_tokenizer(name_or_path: str) -> Tokenizer:
     """A Hugging Face fast tokenizer from a local tokenizer.json, a folder holding one, or a hub id.
 
-    Loaded once per process and name (tokenizers are safe to share between threads).
+    Loaded once per process and name (tokenizers are safe to share between threads). Padding and
+    truncation stored in the file are switched off: they are settings for embedding short texts
+    (a sentence-transformers tokenizer pads every text to 128 tokens), and either would break the
+    exact alignment of a document's units with its tokens.
     """
+    tokenizer = _load(name_or_path)
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def _load(name_or_path: str) -> Tokenizer:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         path = path / "tokenizer.json"

@@ -1,6 +1,9 @@
 """Loading the tokenizer and tokenizing units with exact sentence ends."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from pipeline.tokenize import load_tokenizer, tokenize_units
@@ -39,3 +42,18 @@ def test_tokenize_units_refuses_an_empty_unit(tokenizer_path):
     tokenizer = load_tokenizer(str(tokenizer_path))
     with pytest.raises(ValueError, match="unit 1"):
         tokenize_units(["Some text.", ""], tokenizer)
+
+
+def test_padding_and_truncation_stored_in_a_tokenizer_file_are_switched_off(tmp_path, tokenizer_path):
+    spec = json.loads(Path(tokenizer_path).read_text(encoding="utf-8"))
+    spec["padding"] = {"strategy": {"Fixed": 16}, "direction": "Right", "pad_to_multiple_of": None,
+                       "pad_id": 1, "pad_type_id": 0, "pad_token": "<|padding|>"}
+    spec["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
+    padded = tmp_path / "tokenizer.json"
+    padded.write_text(json.dumps(spec), encoding="utf-8")
+    text = "Ten words and a few more words make this sentence long enough to truncate."
+    units = [text, " Short."]
+    token_ids, sentence_ends = tokenize_units(units, load_tokenizer(str(padded)))
+    expected, expected_ends = tokenize_units(units, load_tokenizer(str(tokenizer_path)))
+    assert token_ids == expected and sentence_ends == expected_ends
+    assert len(token_ids) > 16
