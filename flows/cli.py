@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import typer
 
-from flows import cli_evaluate
-from flows import cli_inspect
-from flows import cli_flows
-from flows import cli_train
-from flows import cli_generate
+from flows import cli_evaluate, cli_flows, cli_generate, cli_inspect, cli_train
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Link-based synthetic data for long-document retrievers.")
-
 
 
 @app.callback()
