@@ -2,15 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
-
-
-def default_data_root() -> Path:
-    return Path(os.environ.get("LINKSCAN_DATA", "data"))
 
 
 def inspect(
@@ -24,11 +19,12 @@ def inspect(
     from rich.console import Console
     from rich.table import Table
 
+    from flows.runtime import resolve_data_root
     from pipeline.inspect import dataset_stats, render_example, sample_examples
     from pipeline.store import StoreError, open_dataset
 
     try:
-        ds = open_dataset(dataset, data_root=data or default_data_root())
+        ds = open_dataset(dataset, data_root=resolve_data_root(str(data) if data else None))
         if verify:
             ds.verify()
         stats = dataset_stats(ds)

@@ -27,9 +27,13 @@ from pipeline.config import CorpusConfig
 # Failures worth retrying: the disk, the network, an LLM server that is busy or restarting.
 # Anything else (bad input, a bug) fails at once with its message.
 _TRANSIENT_NAMES = {"APIConnectionError", "APITimeoutError", "RateLimitError", "InternalServerError"}
+# OSErrors that say the input is wrong, not that the system hiccuped: retrying cannot help.
+_PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
 
 def is_transient(error: BaseException) -> bool:
+    if isinstance(error, _PERMANENT_OS_ERRORS):
+        return False
     return isinstance(error, (OSError, TimeoutError, ConnectionError)) or type(error).__name__ in _TRANSIENT_NAMES
 
 

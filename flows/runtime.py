@@ -21,16 +21,19 @@ def resolve_data_root(data_root: Optional[str] = None) -> Path:
 
 
 class TaskRunnerConfig(BaseModel):
-    """How shard tasks run: threads in the flow's process (default) or a Dask cluster.
+    """How shard tasks run: threads in the flow's process (default), a Dask cluster or a Ray cluster.
 
     ``kind="dask"`` with no ``address`` starts a local cluster (``n_workers`` workers, as threads
     when ``processes`` is false); with an ``address`` it connects to a running scheduler, such as
-    ``tcp://scheduler:8786`` on a cluster. Dask needs the ``scale`` extra (``prefect-dask``).
+    ``tcp://scheduler:8786`` on a cluster. ``kind="ray"`` starts a local Ray instance, or joins
+    ``address`` (``ray://head:10001``). Both need the ``scale`` extra (``prefect-dask``, ``prefect-ray``).
     """
 
-    kind: Literal["threads", "dask"] = Field("threads", description="threads, or dask for a (local or remote) Dask cluster")
+    kind: Literal["threads", "dask", "ray"] = Field(
+        "threads", description="threads, or dask / ray for a (local or remote) cluster"
+    )
     max_workers: int = Field(2, ge=1, description="threads: how many shards run at once")
-    address: Optional[str] = Field(None, description="dask: scheduler address; none starts a local cluster")
+    address: Optional[str] = Field(None, description="dask or ray: cluster address; none starts a local cluster")
     n_workers: int = Field(2, ge=1, description="dask local cluster: number of workers")
     threads_per_worker: int = Field(1, ge=1, description="dask local cluster: threads per worker")
     processes: bool = Field(False, description="dask local cluster: workers as processes (true) or threads (false)")
@@ -42,6 +45,14 @@ def make_task_runner(config: TaskRunnerConfig):
         from prefect.task_runners import ThreadPoolTaskRunner
 
         return ThreadPoolTaskRunner(max_workers=config.max_workers)
+    if config.kind == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError as error:
+            raise RuntimeError(
+                "task_runner.kind='ray' needs prefect-ray: pip install 'linkscan[scale]'"
+            ) from error
+        return RayTaskRunner(address=config.address) if config.address else RayTaskRunner()
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as error:  # pragma: no cover - depends on the installed extras

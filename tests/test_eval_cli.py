@@ -39,8 +39,9 @@ def test_evaluate_defaults_to_data_evals_run_id(dev_evalsets: Path, tokenizer_pa
     assert json.loads((run / "config.json").read_text())["run_id"] == run.name
 
 
-def test_evaluate_unknown_benchmark_is_a_clear_error(dev_evalsets: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["evaluate", "--benchmarks", str(dev_evalsets), "--only", "squad", "--out", str(tmp_path)])
+def test_evaluate_unknown_benchmark_is_a_clear_error(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--benchmarks", str(dev_evalsets), "--only", "squad", "--out", str(tmp_path),
+                                 "--tokenizer", str(tokenizer_path)])
     assert result.exit_code == 2
     assert "no benchmark named squad; available:" in result.output
 
@@ -54,8 +55,9 @@ def test_evaluate_unknown_retriever_is_a_clear_error(dev_evalsets: Path, tokeniz
     assert "unknown retriever 'bm99'" in result.output
 
 
-def test_evaluate_llm_url_needs_a_model(dev_evalsets: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["evaluate", "--benchmarks", str(dev_evalsets), "--llm-base-url", "http://127.0.0.1:9/v1"])
+def test_evaluate_llm_url_needs_a_model(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--benchmarks", str(dev_evalsets), "--llm-base-url", "http://127.0.0.1:9/v1",
+                                 "--tokenizer", str(tokenizer_path)])
     assert result.exit_code == 2
     assert "--llm-base-url and --llm-model go together" in result.output
 
@@ -75,6 +77,8 @@ def test_retrieve_prints_the_top_units_best_first(dev_evalsets: Path, tokenizer_
     assert len(lines) == 3
     scores = [float(line.split("│")[3]) for line in lines]
     assert scores == sorted(scores, reverse=True)
+    # the gold evidence of this paper's question ranks first
+    assert "additional knowledge for entities was acquired by supplementing image" in lines[0]
 
 
 def test_evaluate_runs_the_llm_protocol_with_the_shared_cache(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,29 @@ def test_task_runner_config_selects_threads_or_dask():
     assert local.cluster_kwargs["n_workers"] == 2 and local.cluster_kwargs["processes"] is False
     remote = make_task_runner(TaskRunnerConfig(kind="dask", address="tcp://127.0.0.1:8786"))
     assert remote.address == "tcp://127.0.0.1:8786"
+
+
+def test_ray_without_prefect_ray_installed_says_which_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prefect_ray", None)  # as if the package were absent
+    with pytest.raises(RuntimeError, match=r"kind='ray' needs prefect-ray: pip install 'linkscan\[scale\]'"):
+        make_task_runner(TaskRunnerConfig(kind="ray"))
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (ConnectionResetError("peer reset"), True),
+        (TimeoutError("slow disk"), True),
+        (OSError(28, "No space left on device"), True),
+        (FileNotFoundError("corpus/missing.jsonl"), False),
+        (PermissionError("corpus/locked.jsonl"), False),
+        (ValueError("bad config"), False),
+    ],
+)
+def test_only_transient_failures_are_retried(error, transient):
+    from flows.generate import is_transient
+
+    assert is_transient(error) is transient
 
 
 def test_task_runner_config_rejects_unknown_kinds():
