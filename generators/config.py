@@ -48,6 +48,9 @@ class OfflineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    idf_scope: Literal["document", "chunk"] = Field(
+        "document", description="count term frequencies over the units of the whole document, or of the chunk"
+    )
     min_link_score: float = Field(5.0, ge=0, description="minimum summed weight of shared rare terms for a link")
     max_df_fraction: float = Field(0.05, gt=0, le=1, description="a term is rare in at most this share of units")
     min_rare_df: int = Field(3, ge=2, description="...or in at most this many units (for short chunks)")

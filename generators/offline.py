@@ -2,9 +2,12 @@
 
 Deterministic and fast. Each unit of a chunk is reduced to its *terms*: content words (lower-cased,
 not stop words), capitalised names and numbers. Terms are weighted by their inverse document
-frequency over the chunk's units (a unit is a "document"), and only rare terms (in at most
-``max_df_fraction`` of the units, or two units in a short chunk) can link two units. Names and
-numbers weigh more than plain words because a shared name or figure is rarely a coincidence.
+frequency over the units (a unit is a "document") of the whole source document when the stage
+announces it (``prepare_document``, ``idf_scope="document"``), else of the chunk; only rare terms
+(in at most ``max_df_fraction`` of those units, or ``min_rare_df`` of them) can link two units. A
+name that recurs all through a book is no evidence of a link between two of its sentences, even
+where it happens to be rare inside one chunk. Names and numbers weigh more than plain words
+because a shared name or figure is rarely a coincidence.
 
 Questions come from templates over the linking terms plus one term found only on each side, so
 they need both sides, read as questions, and never paste a unit. Evidence is every candidate unit
@@ -29,6 +32,7 @@ from generators.base import (
     Refusal,
 )
 from generators.config import OfflineConfig
+from schemas import Chunk
 
 PROMPT_VERSION = "offline-v1"
 
@@ -112,6 +116,12 @@ class Term:
 
 
 @dataclass
+class _DocumentFrequencies:
+    df: Counter  # term key -> number of the document's units holding it
+    n_units: int
+
+
+@dataclass
 class _ChunkIndex:
     """Terms of every unit of one chunk, with document frequencies over the units."""
 
@@ -140,6 +150,24 @@ class OfflineBackend:
         self._stop = _stop_words()
         self._cache: OrderedDict[tuple[str, int], _ChunkIndex] = OrderedDict()
         self._cache_chunks = cache_chunks
+        # chunk id -> its units' terms, their surface forms, and the document's term frequencies
+        self._prepared: dict[str, tuple[list[dict[str, Term]], dict[str, str], _DocumentFrequencies]] = {}
+
+    def prepare_document(self, chunks: Sequence[Chunk]) -> None:
+        """Count term frequencies over every unit of one document before its chunks are asked about.
+
+        With ``idf_scope="chunk"`` this does nothing and each chunk is weighed on its own.
+        """
+        if self.config.idf_scope != "document":
+            return
+        frequencies = _DocumentFrequencies(Counter(), 0)
+        for chunk in chunks:
+            surface: dict[str, str] = {}
+            unit_terms = [self.unit_terms(text, surface) for text in chunk.sentences]
+            for terms in unit_terms:
+                frequencies.df.update(terms.keys())
+            frequencies.n_units += len(unit_terms)
+            self._prepared[chunk.chunk_id] = (unit_terms, surface, frequencies)
 
     # -- term index ------------------------------------------------------------------------------
     def unit_terms(self, text: str, surface: dict[str, str] | None = None) -> dict[str, Term]:
@@ -214,13 +242,17 @@ class OfflineBackend:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        unit_terms: list[dict[str, Term]] = []
-        surface: dict[str, str] = {}
-        df: Counter[str] = Counter()
-        for text in units:
-            terms = self.unit_terms(text, surface)
-            unit_terms.append(terms)
-            df.update(terms.keys())
+        prepared = self._prepared.pop(chunk_id, None)
+        if prepared is not None and len(prepared[0]) == len(units):
+            unit_terms, surface, frequencies = prepared
+            df, n = frequencies.df, frequencies.n_units
+        else:
+            unit_terms, surface, df = [], {}, Counter()
+            for text in units:
+                terms = self.unit_terms(text, surface)
+                unit_terms.append(terms)
+                df.update(terms.keys())
+            n = len(units)
         # A term is a name only if the chunk never writes it in lower case ("Directory" vs "directory");
         # a capitalised sentence opener is a name if it is one elsewhere, else a word.
         kinds: dict[str, str] = {}
@@ -230,7 +262,6 @@ class OfflineBackend:
                 if priority[term.kind] > priority[kinds.get(term.key, "opener")] or term.key not in kinds:
                     kinds[term.key] = term.kind
         kinds = {key: "word" if kind == "opener" else kind for key, kind in kinds.items()}
-        n = len(units)
         max_df = max(self.config.min_rare_df, int(self.config.max_df_fraction * n))
         multiplier = {
             "word": 1.0,
@@ -238,10 +269,11 @@ class OfflineBackend:
             "name": self.config.name_weight,
             "number": self.config.number_weight,
         }
+        chunk_terms = {key for terms in unit_terms for key in terms}
         weight = {
-            term: math.log((n + 1) / count) * multiplier["phrase" if " " in term else kinds[term]]
-            for term, count in df.items()
-            if count <= max_df
+            term: math.log((n + 1) / df[term]) * multiplier["phrase" if " " in term else kinds[term]]
+            for term in sorted(chunk_terms)
+            if df[term] <= max_df
         }
         # Names keep their capitals; a word is shown as written mid-sentence, else in lower case.
         shown = {term: surface.get(term, term).lstrip("\0") for term in weight}

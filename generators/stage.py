@@ -191,7 +191,10 @@ async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer,
 
     pending: deque = deque()
     in_flight = 0
+    prepare_document = getattr(backend, "prepare_document", None)  # document-wide statistics, if used
     for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops):
+        if prepare_document is not None:
+            prepare_document(chunks)
         pending.append((document, chunks, asyncio.gather(*(one(c) for c in chunks))))
         in_flight += len(chunks)
         while pending and in_flight >= 2 * config.concurrency:

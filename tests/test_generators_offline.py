@@ -9,7 +9,7 @@ import pytest
 from generators.base import EvidenceRequest, LinkRequest, QuestionDraft, QuestionRequest
 from generators.config import OfflineConfig
 from generators.offline import OfflineBackend
-from tests.generators_data import dev_document_text, load_tokenizer, units_of
+from tests.generators_data import chunk_from_units, dev_document_text, load_tokenizer, units_of
 
 PLANTED_ANCHOR = (
     " Captain Ilse Varenholm had kept the Skerry lighthouse since the winter of 1847, and she logged"
@@ -130,3 +130,28 @@ def test_names_numbers_and_phrases_are_terms():
     assert terms["lighthouse keeper"].kind == "phrase"
     assert terms["harbour"].kind == "word"
     assert "she" not in terms and "the" not in terms  # stop words
+
+
+def test_a_name_common_across_the_document_is_no_link_even_where_rare_in_the_chunk(units, tokenizer_path):
+    """Document-wide IDF: the planted name recurs in every other chunk of the document, so the
+    two planted units share only terms that are common in the document and do not link."""
+    tokenizer = load_tokenizer(str(tokenizer_path))
+    planted = chunk_from_units(units, tokenizer, doc_id="story", chunk_index=0)
+    mentions = [
+        f" Captain Ilse Varenholm walked to the Skerry lighthouse again in {1850 + i}." for i in range(40)
+    ]
+    others = [chunk_from_units(units[:20] + mentions[i:i + 20], tokenizer, doc_id="story", chunk_index=1 + i // 20)
+              for i in (0, 20)]
+    anchor = list(range(2, 7))
+    window = [u for u in range(len(units)) if u not in anchor]
+
+    def strongest_target(backend: OfflineBackend) -> int | None:
+        links = run(backend.find_links(LinkRequest(planted.chunk_id, planted.sentences, anchor, window)))
+        return links[0].target if links else None
+
+    by_document = OfflineBackend(OfflineConfig(idf_scope="document"))
+    by_document.prepare_document([planted, *others])
+    assert strongest_target(by_document) != TARGET_AT
+    by_chunk = OfflineBackend(OfflineConfig(idf_scope="chunk"))
+    by_chunk.prepare_document([planted, *others])
+    assert strongest_target(by_chunk) == TARGET_AT
