@@ -169,6 +169,12 @@ class OfflineBackend:
             frequencies.n_units += len(unit_terms)
             self._prepared[chunk.chunk_id] = (unit_terms, surface, frequencies)
 
+    def forget_document(self, chunks: Sequence[Chunk]) -> None:
+        """Drop what ``prepare_document`` kept for chunks that were never asked about (a chunk too
+        short for any anchor), so a long shard does not accumulate document statistics."""
+        for chunk in chunks:
+            self._prepared.pop(chunk.chunk_id, None)
+
     # -- term index ------------------------------------------------------------------------------
     def unit_terms(self, text: str, surface: dict[str, str] | None = None) -> dict[str, Term]:
         """The terms of one unit: content words, two-word phrases, capitalised names and numbers.

@@ -189,22 +189,29 @@ async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer,
                 chunk, backend, tokenizer, config.method, config.link, config.passage, config.seed
             )
 
+    # Back ends that weigh terms over a whole document (offline) see each document first.
+    prepare_document = getattr(backend, "prepare_document", None)
+    forget_document = getattr(backend, "forget_document", None)
+
+    async def finish_oldest() -> int:
+        document_done, chunks_done, outcomes = pending.popleft()
+        result.add_document(document_done, chunks_done, await outcomes)
+        if forget_document is not None:
+            forget_document(chunks_done)
+        return len(chunks_done)
+
     pending: deque = deque()
     in_flight = 0
-    prepare_document = getattr(backend, "prepare_document", None)  # document-wide statistics, if used
     for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops):
         if prepare_document is not None:
             prepare_document(chunks)
         pending.append((document, chunks, asyncio.gather(*(one(c) for c in chunks))))
         in_flight += len(chunks)
         while pending and in_flight >= 2 * config.concurrency:
-            document_done, chunks_done, outcomes = pending.popleft()
-            result.add_document(document_done, chunks_done, await outcomes)
-            in_flight -= len(chunks_done)
+            in_flight -= await finish_oldest()
         await asyncio.sleep(0)  # let requests start while the next document is read
     while pending:
-        document_done, chunks_done, outcomes = pending.popleft()
-        result.add_document(document_done, chunks_done, await outcomes)
+        await finish_oldest()
 
 
 def _run_backend(plan: GenerationPlan, inputs: list[str], result: _ShardResult, api_key: str | None) -> dict | None:

@@ -155,3 +155,17 @@ def test_a_name_common_across_the_document_is_no_link_even_where_rare_in_the_chu
     by_chunk = OfflineBackend(OfflineConfig(idf_scope="chunk"))
     by_chunk.prepare_document([planted, *others])
     assert strongest_target(by_chunk) == TARGET_AT
+
+
+def test_a_forgotten_document_leaves_its_chunks_to_chunk_scope_weights(units, tokenizer_path):
+    tokenizer = load_tokenizer(str(tokenizer_path))
+    planted = chunk_from_units(units, tokenizer, doc_id="story", chunk_index=0)
+    mentions = [f" Captain Ilse Varenholm walked to the Skerry lighthouse again in {1850 + i}." for i in range(40)]
+    other = chunk_from_units(units[:20] + mentions, tokenizer, doc_id="story", chunk_index=1)
+    backend = OfflineBackend(OfflineConfig(idf_scope="document"))
+    backend.prepare_document([planted, other])
+    backend.forget_document([planted, other])
+    anchor = list(range(2, 7))
+    window = [u for u in range(len(units)) if u not in anchor]
+    links = run(backend.find_links(LinkRequest(planted.chunk_id, planted.sentences, anchor, window)))
+    assert links[0].target == TARGET_AT  # weighed within the chunk again: the planted link is back
