@@ -293,3 +293,28 @@ def test_a_final_failure_says_what_to_change(server, tmp_path):
     server.inject(Reply(status=429), times=10)
     with pytest.raises(LLMRequestError, match="llm.concurrency"):
         asyncio.run(ask(make_client(server, tmp_path, max_attempts=2)))
+
+
+def _open_and_write(path: str, start, worker: int) -> int:
+    start.wait()
+    cache = ResponseCache(path)
+    cache.put(f"k{worker}", "m", "links", '{"x": 1}', 1, 1)
+    cache.close()
+    return worker
+
+
+def test_many_processes_opening_one_fresh_cache_at_once_all_succeed(tmp_path):
+    # Shard workers of one run open the same new cache file at the same moment (the race that
+    # once failed a flow with "database is locked" while switching the file to WAL mode).
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        path = tmp_path / f"race{attempt}" / "llm.sqlite"
+        with context.Manager() as manager:
+            start = manager.Barrier(8)
+            with ProcessPoolExecutor(8, mp_context=context) as pool:
+                done = list(pool.map(_open_and_write, [str(path)] * 8, [start] * 8, range(8)))
+        assert done == list(range(8))
+        assert len(ResponseCache(path)) == 8

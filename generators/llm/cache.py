@@ -4,9 +4,14 @@ It stores the server's raw response body and its token usage, never a parsed ans
 happens after the cache, so a parser fix re-reads old answers without paying for them again, and
 a resumed run never repeats a paid call. WAL mode lets several processes (shard workers) read
 while one writes; a busy writer is waited for, not failed.
+
+Switching a file to WAL mode takes an exclusive lock that SQLite does not wait for, so shard
+workers opening one new cache at the same moment would fail with "database is locked": the
+one-time set-up runs under an advisory lock on a `<cache>.lock` file beside it.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import sqlite3
@@ -52,10 +57,13 @@ class ResponseCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            with open(self.path.with_name(self.path.name + ".lock"), "a") as setup_lock:
+                fcntl.flock(setup_lock, fcntl.LOCK_EX)
+                self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(_SCHEMA)
         except sqlite3.DatabaseError as error:
             raise RuntimeError(
                 f"{self.path}: cannot open the LLM response cache ({error}); "
