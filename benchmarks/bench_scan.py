@@ -5,6 +5,8 @@ one unit per 32 tokens).
     python benchmarks/bench_scan.py --json scan.json
     python benchmarks/bench_scan.py --unsegmented 1048576   # one unsegmented 130m pass, in its own
                                                             # process: a kernel fault kills the context
+    python benchmarks/bench_scan.py --chunk-sizes 256 512 128 64   # 130m, 1M tokens, carried state:
+                                                            # the SSD chunk length (exact either way)
 """
 from __future__ import annotations
 
@@ -40,7 +42,11 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--unsegmented", type=int, default=None, help="only one unsegmented 130m pass of this many tokens")
+    parser.add_argument("--chunk-sizes", type=int, nargs="*", default=None,
+                        help="only the 130m 1M-token carried pass, once per SSD chunk length (the first is the reference)")
     args = parser.parse_args()
+    if args.chunk_sizes:
+        return compare_chunk_sizes(args.chunk_sizes, args.repeats, args.json)
     rng = np.random.default_rng(0)
     question = rng.integers(0, 50000, 24)
     plans = {
@@ -83,6 +89,31 @@ def main() -> None:
             print(f"{r['model']:6} {r['tokens']:>8} {r['mode']:15} {str(r['segment_tokens']):>8} {r['error']}")
     if args.json:
         with open(args.json, "w") as handle:
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "results": results}, handle, indent=2)
+
+
+def compare_chunk_sizes(chunk_sizes: list[int], repeats: int, json_path: str | None, n_tokens: int = 1048576,
+                        segment: int = 262144) -> None:
+    """The SSD chunk length only regroups an exact computation: time each, and check the scores agree."""
+    rng = np.random.default_rng(0)
+    question, document = rng.integers(0, 50000, 24), rng.integers(0, 50000, n_tokens)
+    ends = np.arange(31, n_tokens, 32)
+    model = ScannerModel(model_shape("130m"), backend="mamba_ssm", device="cuda").to(torch.bfloat16).eval()
+    reference, results = None, []
+    for chunk in chunk_sizes:
+        model.shape.chunk_size = chunk
+        fn = lambda: scan_document(model, question, document, ends, segment_tokens=segment)  # noqa: E731
+        seconds, peak = measure(fn, repeats)
+        scores = fn()
+        reference = scores if reference is None else reference
+        scale = float(np.abs(reference).max())
+        result = {"model": "130m", "tokens": n_tokens, "segment_tokens": segment, "chunk_size": chunk,
+                  "seconds": seconds, "tokens_per_s": (n_tokens + len(question)) / seconds, "peak_gib": peak,
+                  "max_abs_diff_vs_first": float(np.abs(scores - reference).max()), "score_scale": scale}
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    if json_path:
+        with open(json_path, "w") as handle:
             json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "results": results}, handle, indent=2)
 
 
