@@ -3,8 +3,11 @@
 The learning test needs a probe dataset generated beforehand (no tokenizer or corpus travels to
 the GPU machine): `LINKSCAN_PROBE_DATASET` names its version folder; `LINKSCAN_SCANNER_INIT` may name
 a pretrained backbone folder (e.g. a local copy of state-spaces/mamba2-130m) to start from.
-Measured 2026-11-29 from random init (no pretrained weights on the machine): the loss falls, but
-held-out recall@5 stays at the random level after 150-400 steps, so this test fails from scratch.
+Measured 2026-11-29 from random init (no pretrained weights on the machine): the loss falls from 2.36
+to 1.29 in 400 steps, which is only the level of the best input-blind constant (``val_constant_loss``,
+about 1.3 here), and held-out recall@5 stays at the random level, so this test fails from scratch.
+CPU runs of a small model on this probe task and on an offline-generated dataset learned no
+question-dependent matching in 200-300 steps either: the test needs a pretrained backbone.
 """
 from __future__ import annotations
 
@@ -71,4 +74,5 @@ def test_short_training_lowers_loss_and_raises_held_out_recall_above_random(tmp_
     final = result["last_metrics"]
     print(json.dumps({"first_loss": first, "last_loss": last, **final}))
     assert last < 0.8 * first
+    assert final["val_loss"] < 0.9 * final["val_constant_loss"]  # more than the base rate was learned
     assert final["val_recall@5"] > 2 * final["val_random_recall@5"]

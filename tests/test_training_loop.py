@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 from training.configs import TrainConfig, model_shape
-from training.loop import accumulate_gradients, configure_optimizer, lr_factor, masked_bce, train
+from training.loop import accumulate_gradients, configure_optimizer, constant_bce, lr_factor, masked_bce, train
 from training.model import ScannerModel
 from training.probe_data import probe_examples, write_probe_dataset
 
@@ -47,6 +47,15 @@ def test_masked_bce_weights_positives_by_negatives_over_positives():
     assert float(loss) == pytest.approx(expected, rel=1e-6)
 
 
+def test_constant_bce_is_the_lowest_loss_of_an_input_blind_model():
+    labels = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, False]])  # one positive, two negatives: pos_weight 2, best logit 0
+    assert constant_bce(labels, mask) == pytest.approx(4 * math.log(2) / 3, rel=1e-6)
+    for logit in (-1.0, -0.1, 0.1, 1.0):
+        assert float(masked_bce(torch.full((1, 4), logit), labels, mask)[0]) > constant_bce(labels, mask)
+    assert math.isnan(constant_bce(torch.zeros(1, 4), mask))  # no positive: no base rate to learn
+
+
 def test_lr_warms_up_over_ten_percent_then_decays_by_cosine_to_the_minimum():
     config = TrainConfig(dataset="-", out="-", max_steps=100, lr=1e-4, min_lr=1e-5)
     factors = [lr_factor(step, config) for step in range(100)]
@@ -73,7 +82,8 @@ def test_a_tiny_model_trains_and_its_loss_falls(dataset_path, tmp_path):
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 30
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
-    assert {"val_loss", "val_recall@5", "val_random_recall@5"} <= set(result["last_metrics"])
+    assert {"val_loss", "val_constant_loss", "val_recall@5", "val_random_recall@5"} <= set(result["last_metrics"])
+    assert 0 < result["last_metrics"]["val_constant_loss"] < 2 * math.log(2)
     assert (tmp_path / "run" / "checkpoints" / "step-00000030" / "model.safetensors").is_file()
 
 

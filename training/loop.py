@@ -39,6 +39,20 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -
     return loss / weight.sum().clamp(min=1.0), pos_weight
 
 
+def constant_bce(labels: torch.Tensor, mask: torch.Tensor) -> float:
+    """The lowest ``masked_bce`` a model can reach without looking at the input: one logit for every
+    position, log(pos_weight * positives / negatives). A run whose held-out loss stays at this level
+    has learned nothing beyond the base rate (nan when a row has no positives or no negatives)."""
+    weight = mask.float()
+    positives = float((labels * weight).sum())
+    negatives = float(weight.sum()) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    pos_weight = max(1.0, negatives / positives)
+    logit = math.log(pos_weight * positives / negatives)
+    return float(masked_bce(torch.full(labels.shape, logit), labels.float(), mask)[0])
+
+
 def build_model(config: TrainConfig, device: torch.device) -> ScannerModel:
     """From a hub id or folder (head may be fresh) or from a named shape; weights are fp32 (master copy)."""
     torch.manual_seed(config.seed)
@@ -98,22 +112,27 @@ def accumulate_gradients(model: torch.nn.Module, micro_batches: list[dict], conf
 
 @torch.no_grad()
 def validate(model: ScannerModel, examples: list, config: TrainConfig, device: torch.device) -> dict:
-    """Held-out loss and recall@k of the positives (with the random ranking's expected recall beside it)."""
+    """Held-out loss and recall@k of the positives, with what a model blind to the input gets beside
+    them: the best constant's loss and the random ranking's expected recall."""
     was_training = model.training
     model.eval()
-    losses, recalls, random_recalls = [], {k: [] for k in config.recall_k}, {k: [] for k in config.recall_k}
+    losses, constant_losses = [], []
+    recalls, random_recalls = {k: [] for k in config.recall_k}, {k: [] for k in config.recall_k}
     for example in examples:
         batch = collate([example])
         with autocast(config, device):
             logits = model(batch["input_ids"].to(device), batch["positions"].to(device))
         loss, _ = masked_bce(logits, batch["labels"].to(device), batch["mask"].to(device))
         losses.append(float(loss))
+        constant_losses.append(constant_bce(batch["labels"], batch["mask"]))
         scores, labels = logits[0].float().cpu().numpy(), np.asarray(example.labels)
         for k in config.recall_k:
             recalls[k].append(recall_at_k(scores, labels, k))
             random_recalls[k].append(min(1.0, k / len(labels)))
     model.train(was_training)
-    metrics = {"val_loss": float(np.mean(losses)) if losses else float("nan"), "val_examples": len(examples)}
+    metrics = {"val_loss": float(np.mean(losses)) if losses else float("nan"),
+               "val_constant_loss": float(np.nanmean(constant_losses)) if examples else float("nan"),
+               "val_examples": len(examples)}
     for k in config.recall_k:
         metrics[f"val_recall@{k}"] = float(np.nanmean(recalls[k])) if examples else float("nan")
         metrics[f"val_random_recall@{k}"] = float(np.mean(random_recalls[k])) if examples else float("nan")
