@@ -93,9 +93,17 @@ def version_config(config: GenerateConfig) -> dict:
 
     Left out: the corpus paths (the input fingerprints stand for the content), throughput
     settings (concurrency, the LLM's rate limits and retries) and the back end settings the
-    chosen generator does not use.
+    chosen generator does not use. A local tokenizer and the
+    decontamination documents count by their content, not their paths.
     """
+    from pipeline.corpus import content_key, fingerprint_inputs
+    from pipeline.tokenize import tokenizer_identity
+
     fields = config.model_dump(mode="json", exclude={"corpus", "concurrency", "llm", "offline"})
+    corpus_fields = fields["corpus_config"]
+    corpus_fields["tokenizer"] = tokenizer_identity(config.corpus_config.tokenizer)
+    if config.corpus_config.decontaminate:  # the evaluation documents by content, like the corpus
+        corpus_fields["decontaminate"] = content_key(fingerprint_inputs(config.corpus_config.decontaminate))
     if config.generator == "offline":
         fields["offline"] = config.offline.model_dump(mode="json")
     elif config.llm is not None:

@@ -95,7 +95,7 @@ def _balanced_groups(files: list[Path], groups: int) -> tuple[tuple[str, ...], .
 
 def plan_generation(config: GenerateConfig, data_root: Path | str, *, api_key: str | None = None) -> GenerationPlan:
     """The version id, the shards and their input files; notes whether the version is already published."""
-    from pipeline.corpus import fingerprint_inputs, list_inputs
+    from pipeline.corpus import content_key, fingerprint_inputs, list_inputs
 
     if not config.corpus:
         raise GenerationError("no corpus given: pass --corpus PATH (files, folders or globs) or set corpus in the config")
@@ -104,7 +104,7 @@ def plan_generation(config: GenerateConfig, data_root: Path | str, *, api_key: s
     except ValueError as error:
         raise GenerationError(str(error)) from None
     fingerprints = fingerprint_inputs(config.corpus)
-    version = version_id(version_config(config), fingerprints)
+    version = version_id(version_config(config), content_key(fingerprints))
     published = published_version(data_root, config.name, version)
     return GenerationPlan(
         name=config.name,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +22,17 @@ def load_tokenizer(name_or_path: str) -> Tokenizer:
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return tokenizer
+
+
+def tokenizer_identity(name_or_path: str) -> str:
+    """The tokenizer as the version id sees it: a local file or folder by the sha256 of its
+    tokenizer.json (so its path does not matter), a hub id as written."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if path.is_file():
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return name_or_path
 
 
 def _load(name_or_path: str) -> Tokenizer:

@@ -171,6 +171,27 @@ def test_version_ignores_throughput_settings_only():
     assert version_config(base) != version_config(base.model_copy(update={"seed": 1}))
 
 
+def test_the_version_follows_content_not_how_paths_are_written(config, corpus, tokenizer_path, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    reference = plan_generation(config, tmp_path).version
+    copy = shutil.copytree(corpus, tmp_path / "elsewhere" / "corpus")
+    tokenizer_copy = tmp_path / "tok" / "tokenizer.json"
+    tokenizer_copy.parent.mkdir()
+    shutil.copy(tokenizer_path, tokenizer_copy)
+    monkeypatch.chdir(tmp_path)
+    for corpus_path, tokenizer in [(os.path.relpath(corpus, tmp_path), str(tokenizer_path)),  # relative
+                                   (str(copy), str(tokenizer_copy.parent)),  # a copy; the tokenizer's folder
+                                   (f"{copy}/*.jsonl", "tok/tokenizer.json")]:  # a glob; a relative tokenizer
+        moved = config.model_copy(update={"corpus": [corpus_path], "corpus_config": config.corpus_config.model_copy(
+            update={"tokenizer": tokenizer})})
+        assert plan_generation(moved, tmp_path).version == reference, (corpus_path, tokenizer)
+    edited = next(copy.glob("*.jsonl"))
+    edited.write_text(edited.read_text().replace("the", "thee", 1))
+    assert plan_generation(config.model_copy(update={"corpus": [str(copy)]}), tmp_path).version != reference
+
+
 def test_card_loading_code_runs_in_the_version_folder(first_run, monkeypatch):
     card = (first_run.path / "README.md").read_text()
     code = card.split("```python\n", 1)[1].split("```", 1)[0]
