@@ -97,6 +97,7 @@ def test_transient_faults_are_retried_until_an_answer_comes(server, tmp_path, fa
     usage = client.usage.stage("evidence")
     assert response.text == '{"evidence": [0]}'
     assert (server.requests, usage.attempts, usage.retries, usage.requests) == (3, 3, 2, 1)
+    assert usage.retry_reasons == {reason: 2}
     assert usage.failures == {}
 
 
@@ -222,11 +223,13 @@ def test_cost_is_counted_per_stage_from_the_price_table(server, tmp_path):
 
 
 def test_usage_from_shards_adds_up():
-    one = {"stages": {"links": {"requests": 2, "cache_hits": 1, "attempts": 3, "retries": 1, "failures": {"timeout": 1},
+    one = {"stages": {"links": {"requests": 2, "cache_hits": 1, "attempts": 3, "retries": 1,
+                                "retry_reasons": {"rate_limited": 1}, "failures": {"timeout": 1},
                                 "prompt_tokens": 10, "completion_tokens": 5, "cached_tokens": 7, "cost_usd": 0.5}}}
     merged = merge_usage([one, one])
     assert merged["stages"]["links"]["requests"] == 4
     assert merged["stages"]["links"]["failures"] == {"timeout": 2}
+    assert merged["stages"]["links"]["retry_reasons"] == {"rate_limited": 2}
     assert merged["total"]["cost_usd"] == 1.0 and merged["total"]["cached_tokens"] == 14
 
 
@@ -253,6 +256,25 @@ def test_api_key_comes_from_the_named_variable():
 def test_server_classifies_stages_by_format_name():
     assert request_stage({"response_format": prompts.LINKS_FORMAT}) == "links"
     assert request_stage({"messages": prompts.question_messages([["a"]])}) == "question"
+
+
+def test_backoff_is_exponential_full_jitter_under_a_cap_with_retry_after_as_a_floor(server, tmp_path):
+    config = dict(backoff_base_s=0.1, backoff_max_s=0.5)
+    one, two = make_client(server, tmp_path, **config), make_client(server, tmp_path / "b", **config)
+    for attempt, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.5), (8, 0.5)]:
+        delays = [one._backoff(attempt, None) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > 0.8 * ceiling and min(delays) < 0.2 * ceiling  # spread over [0, ceiling]
+    assert all(one._backoff(1, 3.0) == 3.0 for _ in range(20))  # Retry-After beats a shorter draw
+    # Two clients (two shard workers) do not draw the same delays, so their retries do not line up.
+    assert [one._backoff(3, None) for _ in range(5)] != [two._backoff(3, None) for _ in range(5)]
+
+
+def test_cache_is_in_wal_mode_so_workers_read_while_one_writes(tmp_path):
+    import sqlite3
+
+    ResponseCache(tmp_path / "c.sqlite").put("k", "m", "links", "{}", 1, 1)
+    assert sqlite3.connect(tmp_path / "c.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_cache_survives_reopening(tmp_path):

@@ -133,7 +133,11 @@ def test_second_run_is_served_from_the_cache_with_the_same_examples(runs):
 
 def test_transient_faults_were_retried_and_not_counted_as_failures(runs):
     usage = runs["first"].manifest["llm"]["usage"]
-    assert usage["total"]["retries"] == 6  # 2 x 429, 2 x 500, 1 dropped connection, 1 timeout
+    # Each scripted fault was retried under its reason (a loaded machine may add a timeout or two).
+    reasons = usage["total"]["retry_reasons"]
+    assert usage["total"]["retries"] == sum(reasons.values())
+    assert reasons["rate_limited"] >= 2 and reasons["server_error"] >= 2
+    assert reasons["connection_error"] >= 1 and reasons["timeout"] >= 1
     assert usage["total"]["failures"] == {}
     assert usage["stages"]["links"]["attempts"] > usage["stages"]["links"]["requests"]
 

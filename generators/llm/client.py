@@ -81,6 +81,7 @@ class StageUsage:
     cache_hits: int = 0  # answers served from the cache (free)
     attempts: int = 0  # HTTP attempts, retries included
     retries: int = 0
+    retry_reasons: Counter = field(default_factory=Counter)  # failed attempts that were retried, by reason
     failures: Counter = field(default_factory=Counter)  # requests given up on, by reason
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -89,16 +90,19 @@ class StageUsage:
 
     def as_dict(self) -> dict:
         fields = {name: getattr(self, name) for name in _COUNTS}
-        return {**fields, "failures": dict(sorted(self.failures.items())), "cost_usd": round(self.cost_usd, 6)}
+        return {**fields, "retry_reasons": dict(sorted(self.retry_reasons.items())),
+                "failures": dict(sorted(self.failures.items())), "cost_usd": round(self.cost_usd, 6)}
 
     @classmethod
     def from_dict(cls, values: dict) -> "StageUsage":
-        return cls(**{**values, "failures": Counter(values.get("failures", {}))})
+        return cls(**{**values, "retry_reasons": Counter(values.get("retry_reasons", {})),
+                      "failures": Counter(values.get("failures", {}))})
 
     def add(self, other: "StageUsage") -> None:
         for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cost_usd += other.cost_usd
+        self.retry_reasons.update(other.retry_reasons)
         self.failures.update(other.failures)
 
 
@@ -190,7 +194,7 @@ class LLMClient:
         self.cache = cache if cache is not None else (ResponseCache(cache_path) if cache_path else None)
         self.usage = UsageTracker()
         self._price = config.price()
-        self._random = random.Random(config.seed or 0)
+        self._random = random.Random()  # jitter from OS entropy: shard workers must not retry in step
         self._structured = config.structured_output
         self._openai: list | None = None
         self._pool_load: list[int] = []
@@ -373,6 +377,7 @@ class LLMClient:
                     self.usage.in_flight -= 1
             if attempt < self.config.max_attempts:
                 usage.retries += 1
+                usage.retry_reasons[last_reason] += 1
                 await asyncio.sleep(self._backoff(attempt, retry_after))
         usage.failures[last_reason] += 1
         detail = f"{last_detail} (gave up after {self.config.max_attempts} attempts; {_HINTS.get(last_reason, 'see the server log')})"
