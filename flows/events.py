@@ -6,6 +6,11 @@ and trains on exactly that version. ``train`` emits ``linkscan.model.trained`` o
 ``linkscan.model.<name>`` (payload: name, run, checkpoint, dataset, dataset version, data_root and
 the dataset's tokenizer), which triggers
 ``evaluate/default``.
+
+A published version is announced at least once: after its event is handed to Prefect, a marker
+``<data>/events/linkscan.dataset.published/<name>/<version>`` is written, and a rerun that finds the
+version published but no marker (the run was killed between publishing and announcing) emits the
+event then, so the retraining it triggers is not lost.
 """
 from __future__ import annotations
 
@@ -25,6 +30,15 @@ def model_resource_id(name: str) -> str:
     return f"{MODEL_RESOURCE}.{name}"
 
 
+def _announced_marker(data_root: Path, name: str, version: str) -> Path:
+    return Path(data_root) / "events" / DATASET_PUBLISHED / name / version
+
+
+def dataset_announced(data_root: Path, name: str, version: str) -> bool:
+    """Whether ``emit_dataset_published`` ran to its end for this version under this data root."""
+    return _announced_marker(data_root, name, version).is_file()
+
+
 def emit_dataset_published(name: str, version: str, path: Path, data_root: Path) -> None:
     from prefect.events import emit_event
 
@@ -37,6 +51,9 @@ def emit_dataset_published(name: str, version: str, path: Path, data_root: Path)
         },
         payload={"name": name, "version": version, "path": str(path), "data_root": str(data_root)},
     )
+    marker = _announced_marker(data_root, name, version)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 def emit_model_trained(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from prefect import flow, get_run_logger, task, unmapped
+from pydantic import Field, model_validator
 from prefect.cache_policies import NO_CACHE
 
 from flows import artifacts, events
@@ -42,11 +43,30 @@ def _retry_transient(task_, task_run, state) -> bool:
     return isinstance(error, BaseException) and is_transient(error)
 
 
+class DemoCorpusConfig(CorpusConfig):
+    """``CorpusConfig`` whose tokenizer defaults to the bundled one (no hub needed)."""
+
+    tokenizer: str = BUNDLED_TOKENIZER
+
+
+class FlowGenerateConfig(GenerateConfig):
+    """The flow's ``config`` parameter: a ``GenerateConfig`` whose defaults are the demo's, so a
+    partial dict (``{"name": "mine", "corpus": ["corpus/"]}``) keeps the bundled tokenizer and the
+    dataset name "demo" for what it leaves out, as the train and evaluate flows keep theirs."""
+
+    name: str = "demo"
+    corpus_config: DemoCorpusConfig = Field(default_factory=DemoCorpusConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_plain_config(cls, data: Any) -> Any:
+        # A GenerateConfig built in Python (every field explicit) is taken as it is.
+        return data.model_dump() if isinstance(data, GenerateConfig) and not isinstance(data, cls) else data
+
+
 def demo_config() -> GenerateConfig:
     """The default parameters: the embedded demo corpus, the offline generator, a bundled tokenizer."""
-    return GenerateConfig(
-        name="demo", corpus=[], generator="offline", corpus_config=CorpusConfig(tokenizer=BUNDLED_TOKENIZER)
-    )
+    return FlowGenerateConfig()
 
 
 def with_demo_inputs(config: GenerateConfig, data_root: Path) -> GenerateConfig:
@@ -106,7 +126,7 @@ def generate_shards(plan: Any) -> list[dict]:
 
 @flow(name="generate", persist_result=False)
 def generate(
-    config: GenerateConfig = demo_config(),
+    config: FlowGenerateConfig = demo_config(),
     data_root: Optional[str] = None,
     task_runner: TaskRunnerConfig = TaskRunnerConfig(),
 ) -> dict:
@@ -134,7 +154,7 @@ def generate(
         newly_published = True
     manifest = json.loads((path / "dataset.json").read_text())
     artifacts.publish_dataset_artifacts(manifest, path)
-    if newly_published:
+    if newly_published or not events.dataset_announced(root, plan.name, plan.version):
         events.emit_dataset_published(plan.name, plan.version, path, root)
         logger.info("published %s version %s at %s (event %s)", plan.name, plan.version, path, events.DATASET_PUBLISHED)
     return {"name": plan.name, "version": plan.version, "path": str(path), "newly_published": newly_published}

@@ -215,3 +215,18 @@ def test_train_options_keep_demo_defaults_for_fields_left_out():
     assert options.max_steps == 3
     assert options.tokens_per_step == DEMO_TRAIN_DEFAULTS["tokens_per_step"]
     assert "dataset" not in TrainOptions.model_fields and "out" not in TrainOptions.model_fields
+
+
+def test_generate_config_parameter_keeps_demo_defaults_for_fields_left_out():
+    from flows.demo import BUNDLED_TOKENIZER
+    from flows.generate import generate
+    from generators.config import GenerateConfig
+
+    # The README's --params example: the bundled tokenizer stays (no hub needed), as does nested defaulting.
+    config = generate.validate_parameters({"config": {"name": "mine", "corpus": ["corpus/"]}})["config"]
+    assert (config.name, config.corpus, config.corpus_config.tokenizer) == ("mine", ["corpus/"], BUNDLED_TOKENIZER)
+    nested = generate.validate_parameters({"config": {"corpus_config": {"chunk_tokens": 500}}})["config"]
+    assert (nested.name, nested.corpus_config.chunk_tokens, nested.corpus_config.tokenizer) == ("demo", 500, BUNDLED_TOKENIZER)
+    # A GenerateConfig built in Python is taken as it is, its own defaults included.
+    explicit = generate.validate_parameters({"config": GenerateConfig(name="x", corpus=["a"])})["config"]
+    assert explicit.model_dump() == GenerateConfig(name="x", corpus=["a"]).model_dump()

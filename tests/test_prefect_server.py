@@ -151,6 +151,18 @@ stage.generate_shard = write_then_die
 """ + RUN_GENERATE
 
 
+# The same, killed right after the version is published, before its event is emitted.
+KILL_AFTER_PUBLISH = """
+import os, signal
+from generators import stage
+publish = stage.publish_generation
+def publish_then_die(plan):
+    publish(plan)
+    os.kill(os.getpid(), signal.SIGKILL)
+stage.publish_generation = publish_then_die
+""" + RUN_GENERATE
+
+
 def shard_bytes(version_dir: Path) -> dict[str, bytes]:
     return {
         str(path.relative_to(version_dir)): path.read_bytes()
@@ -274,6 +286,28 @@ def test_generate_rerun_reuses_the_published_version_without_a_new_event(server,
         if e["payload"]["data_root"] == str(tmp_path / "data")
     ]
     assert len(events_of_this_root) == 1
+
+
+def test_a_run_killed_between_publishing_and_its_event_announces_the_version_on_rerun(server, reference, tmp_path):
+    config, reference_dir = reference
+    data_root = tmp_path / "data"
+    threads = json.dumps({"kind": "threads", "max_workers": 2})
+    killed = run_python(KILL_AFTER_PUBLISH, server, json.dumps(config), str(data_root), threads)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:]
+    assert (data_root / "datasets" / config["name"] / reference_dir.name / "dataset.json").is_file()
+    for _ in range(2):  # the first rerun announces the version, the second finds it announced
+        done = run_python(RUN_GENERATE, server, json.dumps(config), str(data_root), threads)
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert json.loads(done.stdout.rsplit("RESULT ", 1)[1].splitlines()[0])["newly_published"] is False
+    def announced() -> list[str]:
+        return [e["payload"]["version"] for e in server.wait_for_events(events.DATASET_PUBLISHED, "linkscan.dataset.flowtest")
+                if e["payload"]["data_root"] == str(data_root)]
+
+    deadline = time.monotonic() + 60
+    while not announced() and time.monotonic() < deadline:  # the server stores events asynchronously
+        time.sleep(1)
+    time.sleep(3)  # and a second announcement, had there been one, would be stored by now
+    assert announced() == [reference_dir.name]
 
 
 LLM_KEY = "sk-live-linkscan-flow-test-key-42c1"
