@@ -159,7 +159,8 @@ async def link_example(
         try:
             try:
                 found = await backend.find_links(LinkRequest(chunk.chunk_id, chunk.sentences, anchor, window))
-            except Refusal as refusal:
+            except Refusal as refusal:  # no links found, or none that could be read: no usable link
+                outcome.anchors_without_link += 1
                 raise _Attempt(f"links_{refusal.reason}") from None
             in_window = set(window)
             found = [c for c in found if c.target in in_window]

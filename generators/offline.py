@@ -74,9 +74,10 @@ _VERB_LIKE = frozenset("""
 _SUBJECT_RANK = 3
 _CONTEXT_RANK = 2
 _TWO_TERM_TEMPLATES = {
-    "chunk": ("How is {a} related to {b}?", "What does the text say about {a} in connection with {b}?"),
+    "chunk": ("How is {a} related to {b}?", "What is said about {a} in connection with {b}?"),
     "pair": ("How does {a} relate to {b}?", "What do {a} and {b} have to do with each other?"),
 }
+_CONTRACTIONS = ("n't", "'re", "'ve", "'ll", "'d", "'m")
 _DIGITS = re.compile(r"\d")
 _PHRASE_GAP = re.compile(r"[ \t]*\n?[ \t]*")
 _SENTENCE_END = frozenset(".!?:;“‘([")
@@ -197,12 +198,13 @@ class OfflineBackend:
                 continue
             lower = token.lower()
             # Two-letter tokens are noise ("La", "St", "de") unless they are acronyms ("IP", "UK");
-            # contractions of stop words ("it's", "don't") are stop words.
+            # contractions ("it's", "doesn't", "they've") are not terms.
             if (
                 lower in self._stop
                 or len(lower) < 2
                 or len(token) == 2 and not token.isupper()
                 or "'" in lower and lower.split("'")[0] in self._stop
+                or lower.endswith(_CONTRACTIONS)
             ):
                 previous = None
                 continue
@@ -367,7 +369,7 @@ class OfflineBackend:
                 variants.append(f"What does {s[lead]} refer to, both in connection with {s[a_only]} and with {s[b_only]}?")
             variants += [
                 f"How is {s[lead]} connected to both {s[a_only]} and {s[b_only]}?",
-                f"What does the text say about {s[lead]} in relation to {s[a_only]}, and how does that bear on {s[b_only]}?",
+                f"What is said about {s[lead]} in relation to {s[a_only]}, and how does that bear on {s[b_only]}?",
             ]
         if len(shared) >= 2:
             second_term = shared[1]

@@ -6,6 +6,7 @@ filter tests use a scripted back end, so each rule is checked against answers th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 
 import pytest
@@ -163,6 +164,38 @@ def test_pair_method_passages_are_far_apart_and_both_covered(chunks, tokenizer):
     assert example.method == "pair" and example.link_distance >= 10
     assert min(second_side) - max(first_side) >= 10 - 2 * config.passage_context
     assert set(example.positives) & set(first_side) and set(example.positives) & set(second_side)
+
+
+class RefusingLinks(ScriptedBackend):
+    async def find_links(self, request):
+        raise Refusal("no_links")
+
+
+def test_an_anchor_whose_link_search_is_refused_counts_as_one_without_a_usable_link(chunks, tokenizer):
+    outcome = run(link_example(chunks[0], RefusingLinks(), tokenizer, LinkMethodConfig(anchor_attempts=3), seed=0))
+    assert outcome.example is None and outcome.drop_reason == "links_no_links"
+    assert outcome.anchors_tried == 3 and outcome.anchors_without_link == 3
+
+
+@pytest.mark.parametrize("method, evidence, reason", [
+    (chunk_example, "outside", "evidence_empty"),
+    (pair_example, "outside", "evidence_empty"),
+    (pair_example, "first", "evidence_one_side"),  # the chunk method has one side only
+])
+def test_passage_methods_drop_bad_evidence_by_reason(chunks, tokenizer, method, evidence, reason):
+    backend = ScriptedBackend(evidence=evidence)
+    outcome = run(method(chunks[1], backend, tokenizer, PassageMethodConfig(attempts=2), seed=0))
+    assert outcome.example is None and outcome.drop_reason == reason and outcome.anchors_tried == 2
+
+
+@pytest.mark.parametrize("method, units", [(chunk_example, 4), (pair_example, 19)])
+def test_passage_methods_drop_chunks_too_short_for_their_passages(chunks, tokenizer, method, units):
+    # 5-unit passages: the chunk method needs 5 units, the pair method 5 + 10 + 5.
+    short = dataclasses.replace(chunks[1], sentences=chunks[1].sentences[:units])
+    backend = ScriptedBackend()
+    outcome = run(method(short, backend, tokenizer, PassageMethodConfig(), seed=0))
+    assert outcome.example is None and outcome.drop_reason == "chunk_too_few_units"
+    assert outcome.anchors_tried == 0 and backend.evidence_requests == []
 
 
 def test_sampling_follows_the_seed(chunks, tokenizer):

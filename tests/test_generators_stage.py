@@ -104,6 +104,14 @@ def test_every_example_is_a_long_link_with_evidence_on_both_sides(first_run):
     assert len({r["chunk_id"] for r in rows}) == len(rows)
 
 
+def test_offline_questions_pass_the_self_contained_check_llm_questions_must_pass(first_run):
+    from generators.llm.parsing import _NOT_SELF_CONTAINED
+
+    questions = open_dataset(first_run.path).read_table("examples").column("question").to_pylist()
+    assert len(questions) >= 10
+    assert [q for q in questions if _NOT_SELF_CONTAINED.search(q) or "n't " in q] == []
+
+
 def test_manifest_holds_counts_drops_diagnostics_and_the_resolved_config(config, first_run):
     manifest = first_run.manifest
     counts = manifest["counts"]
