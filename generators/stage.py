@@ -33,7 +33,7 @@ from schemas import records_to_table, schema_for
 
 log = logging.getLogger("linkscan")
 
-ARTIFACTS = ("chunks", "links", "examples")
+ARTIFACTS = ("documents", "chunks", "links", "examples")
 
 
 class GenerationError(RuntimeError):
@@ -139,6 +139,7 @@ class _ShardResult:
         self.counts["chunks"] += len(chunks)
         self.counts["document_chars"] += document.n_chars
         self.sources[document.source.split(":")[0]] += 1
+        self.tables["documents"].append(records_to_table("documents", [document]))  # with its language score
         self.tables["chunks"].append(records_to_table("chunks", chunks))
         examples = []
         links = []

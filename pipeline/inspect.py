@@ -72,7 +72,7 @@ def dataset_stats(dataset: Dataset) -> dict:
         "version": dataset.version,
         "path": str(dataset.path),
         "versions": list_versions(data_root, dataset.name),
-        "rows": {artifact: dataset.num_rows(artifact) for artifact in ("examples", "chunks", "links")},
+        "rows": {artifact: dataset.num_rows(artifact) for artifact in ("examples", "chunks", "links", "documents")},
         "counts": manifest.get("counts", {}),
         "drop_reasons": manifest.get("drop_reasons", {}),
         "labels": label_stats(dataset),

@@ -54,7 +54,7 @@ def test_two_runs_give_the_same_version_and_identical_shards(config, first_run, 
     second = run_generation(config, tmp_path)
     assert second.version == first_run.version
     assert shard_digests(second.manifest) == shard_digests(first_run.manifest)
-    assert len(shard_digests(first_run.manifest)) == 6  # examples, chunks, links x 2 shards
+    assert len(shard_digests(first_run.manifest)) == 8  # examples, chunks, links, documents x 2 shards
 
 
 def test_a_killed_run_resumes_to_the_same_bytes(config, first_run, tmp_path):
@@ -102,6 +102,17 @@ def test_every_example_is_a_long_link_with_evidence_on_both_sides(first_run):
         questions_per_chunk.setdefault(row["chunk_id"], set()).add(row["question"])
     assert all(len(q) == 1 for q in questions_per_chunk.values())  # one example per chunk
     assert len({r["chunk_id"] for r in rows}) == len(rows)
+
+
+def test_documents_artifact_keeps_each_document_with_its_language_score(first_run):
+    documents = open_dataset(first_run.path).read_table("documents").to_pylist()
+    assert len(documents) == first_run.manifest["counts"]["documents"] == 3
+    assert all(d["lang"] == "en" and 0.5 <= d["lang_score"] <= 1.0 for d in documents)
+    chunks = open_dataset(first_run.path).read_table("chunks").to_pylist()
+    for document in documents:  # the document's units, in chunk order, are its cleaned text
+        own = sorted((c for c in chunks if c["doc_id"] == document["doc_id"]), key=lambda c: c["chunk_index"])
+        assert "".join(u for c in own for u in c["sentences"]) == document["text"]
+        assert document["n_chars"] == len(document["text"])
 
 
 def test_offline_questions_pass_the_self_contained_check_llm_questions_must_pass(first_run):

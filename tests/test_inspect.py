@@ -24,7 +24,7 @@ def test_inspect_json_reports_counts_labels_and_samples(tmp_path):
     stats = json.loads(result.stdout)
     assert stats["name"] == "demo" and stats["version"] == path.name
     assert stats["versions"] == [path.name]
-    assert stats["rows"] == {"examples": 12, "chunks": 0, "links": 0}
+    assert stats["rows"] == {"examples": 12, "chunks": 0, "links": 0, "documents": 0}
     assert stats["counts"] == {"examples": 12}
     labels = stats["labels"]
     assert labels["examples"] == 12

@@ -253,7 +253,7 @@ def test_generate_killed_after_a_shard_resumes_to_the_same_bytes(server, referen
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     version_dir = dataset / reference_dir.name
     assert shard_bytes(version_dir) == shard_bytes(reference_dir)
-    for folder in ("data", "chunks", "links"):
+    for folder in ("data", "chunks", "links", "documents"):
         assert len(list((version_dir / folder).iterdir())) == config["num_shards"], folder
     assert not staging.exists()
     # The shards finished before the kill were kept, not written again.
