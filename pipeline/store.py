@@ -365,9 +365,11 @@ class Dataset:
         return self.manifest["version"]
 
     def shard_paths(self, artifact: str = "examples", split: str = "train") -> list[Path]:
-        folder = self.path / _ARTIFACT_DIRS[artifact]
+        """The shards the manifest lists for ``artifact`` (a file dropped into the folder later is
+        not part of the version and is not read; ``verify`` reports it)."""
         stem = split if artifact == "examples" else artifact
-        return sorted(folder.glob(f"{stem}-*.parquet"))
+        return sorted(self.path / shard["file"] for shard in self.manifest["shards"]
+                      if shard["artifact"] == artifact and Path(shard["file"]).name.startswith(f"{stem}-"))
 
     def num_rows(self, artifact: str = "examples") -> int:
         return sum(s["rows"] for s in self.manifest["shards"] if s["artifact"] == artifact)
@@ -378,12 +380,22 @@ class Dataset:
             path = self.path / shard["file"]
             if not path.is_file():
                 raise ChecksumError(f"{path}: listed in {MANIFEST} but missing")
+            if path.stat().st_size != shard["bytes"]:
+                raise ChecksumError(
+                    f"{path}: {path.stat().st_size} bytes, the manifest says {shard['bytes']} "
+                    "(the shard is corrupt or was changed; regenerate this version)"
+                )
             actual = file_sha256(path)
             if actual != shard["sha256"]:
                 raise ChecksumError(
                     f"{path}: sha256 {actual[:16]}... does not match the manifest's {shard['sha256'][:16]}... "
                     "(the shard is corrupt or was changed; regenerate this version)"
                 )
+        listed = {shard["file"] for shard in self.manifest["shards"]}
+        for folder in sorted(set(_ARTIFACT_DIRS.values())):
+            for path in sorted((self.path / folder).glob("*.parquet")):
+                if f"{folder}/{path.name}" not in listed:
+                    raise ChecksumError(f"{path}: not listed in {MANIFEST}; it is not part of version {self.version}")
 
     def iter_batches(
         self,

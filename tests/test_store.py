@@ -122,6 +122,40 @@ def test_corrupted_shard_is_detected_by_checksum(tmp_path):
         dataset.verify()
 
 
+def test_a_file_added_to_a_published_version_is_not_read_and_verify_names_it(tmp_path):
+    import shutil
+
+    path = publish(tmp_path)
+    shutil.copy(path / "data" / "train-00000-of-00002.parquet", path / "data" / "train-00002-of-00002.parquet")
+    dataset = open_dataset(path)
+    assert dataset.read_table().num_rows == dataset.num_rows() == 12  # the manifest's shards only
+    with pytest.raises(ChecksumError, match="train-00002-of-00002.parquet: not listed in dataset.json"):
+        dataset.verify()
+
+
+def test_a_shard_of_another_size_is_named_by_verify(tmp_path):
+    path = publish(tmp_path)
+    with open(path / "data" / "train-00001-of-00002.parquet", "ab") as shard:
+        shard.write(b"\0")
+    with pytest.raises(ChecksumError, match=r"train-00001-of-00002.parquet: \d+ bytes, the manifest says \d+"):
+        open_dataset(path).verify()
+
+
+def test_shards_are_zstd_with_bounded_row_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "store"
+    version = version_id(CONFIG, INPUTS)
+    with DatasetWriter(root, "big", version, CONFIG, INPUTS) as writer:
+        writer.write_shard("examples", 0, 1, pa.concat_tables([example_table()] * 50))  # 300 rows
+        path = writer.publish({"counts": {}}, "# big\n")
+    metadata = pq.ParquetFile(path / "data" / "train-00000-of-00001.parquet").metadata
+    assert metadata.num_rows == 300 and metadata.num_row_groups >= 2
+    assert all(metadata.row_group(i).num_rows <= 128 for i in range(metadata.num_row_groups))
+    assert {metadata.row_group(0).column(c).compression for c in range(metadata.num_columns)} == {"ZSTD"}
+
+
 def test_shard_with_a_wrong_schema_is_refused_naming_file_and_field(tmp_path):
     path = publish(tmp_path)
     shard = path / "data" / "train-00000-of-00002.parquet"
