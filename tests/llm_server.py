@@ -129,7 +129,7 @@ def fake_llm(request: dict) -> str:
             names.append(words[0] if words else "something")
         if len(names) == 1:
             return json.dumps({"question": f"What is said about {names[0]} and its role?"})
-        return json.dumps({"question": f"How is {names[0]} related to {names[1]} in this story?"})
+        return json.dumps({"question": f"How is {names[0]} related to {names[1]} where both come up?"})
     if stage == "evidence":
         question = _words(" ".join(_texts(sections.get("QUESTION", []))))
         candidates = sections.get("CANDIDATES", [])

@@ -90,6 +90,8 @@ def test_a_good_question_passes_with_whitespace_normalised():
         "Which event mentioned above caused the flood?",
         "How does passage A connect to the flood of 1901?",
         "What do these sentences reveal about Ada Lark?",
+        "How is Ada Lark related to the flood in this story?",
+        "What happens to the mill later in the book?",
     ],
 )
 def test_questions_that_point_at_the_prompt_are_not_self_contained(question):

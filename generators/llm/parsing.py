@@ -213,7 +213,8 @@ def validate_links(answer: ParsedAnswer, window_size: int, item_rejections: Coun
 _NOT_SELF_CONTAINED = re.compile(
     r"\b(?:the|this|that|these|those|above|following|given|provided|said)\s+"
     r"(?:chunks?|passages?|texts?|excerpts?|snippets?|paragraphs?|sections?|contexts?|sentences?|"
-    r"units?|documents?|anchors?|windows?|candidates?|connections?)\b"
+    r"units?|documents?|anchors?|windows?|candidates?|connections?|stor(?:y|ies)|books?|articles?|"
+    r"chapters?|essays?|reports?)\b"
     r"|\b(?:sentence|passage|unit|index|id|candidate)\s*(?:#\s*)?\d+"
     r"|\bpassage[_ ]?[ab]\b"
     r"|\b(?:mentioned|described|stated|discussed|listed)\s+(?:above|earlier|below)\b"
