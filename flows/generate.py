@@ -113,8 +113,8 @@ def generate_shard_task(plan: Any, index: int) -> dict:
 
 
 @task(name="publish", retries=1, retry_condition_fn=_retry_transient, cache_policy=NO_CACHE, persist_result=False)
-def publish_task(plan: Any) -> str:
-    return str(stage.publish_generation(plan))
+def publish_task(plan: Any, writer: Any = None) -> str:
+    return str(stage.publish_generation(plan, writer))
 
 
 @flow(name="generate-shards", validate_parameters=False, persist_result=False)
@@ -149,8 +149,9 @@ def generate(
         logger.info(
             "generating %s version %s: %d shards on %s", plan.name, plan.version, plan.num_shards, task_runner.kind
         )
-        generate_shards.with_options(task_runner=make_task_runner(task_runner))(plan)
-        path = Path(publish_task(plan))
+        with stage.holding_version(plan) as writer:  # a second run of this version is refused, not interleaved
+            generate_shards.with_options(task_runner=make_task_runner(task_runner))(plan)
+            path = Path(publish_task(plan, writer))
         newly_published = True
     manifest = json.loads((path / "dataset.json").read_text())
     artifacts.publish_dataset_artifacts(manifest, path)

@@ -397,10 +397,21 @@ def _writer(plan: GenerationPlan) -> DatasetWriter:
     return DatasetWriter(plan.data_root, plan.name, plan.version, plan.config.model_dump(mode="json"), plan.fingerprints)
 
 
-def publish_generation(plan: GenerationPlan) -> Path:
-    """Take the version lock, aggregate the shards' statistics, write card and manifest; the version path."""
-    with _writer(plan) as writer:
+def holding_version(plan: GenerationPlan) -> DatasetWriter:
+    """The version lock for a whole run whose shards are generated elsewhere (flow tasks, cluster
+    workers): ``with holding_version(plan) as writer:`` generate the shards, then
+    ``publish_generation(plan, writer)``. A second run of the same version is refused at once
+    (``DatasetLockedError``, naming the holder's pid) instead of writing the same shards."""
+    return _writer(plan)
+
+
+def publish_generation(plan: GenerationPlan, writer: DatasetWriter | None = None) -> Path:
+    """Aggregate the shards' statistics, write card and manifest; the version path. Takes the
+    version lock, unless ``writer`` (from ``holding_version``) already holds it."""
+    if writer is not None:
         return _publish_with(writer, plan)
+    with _writer(plan) as held:
+        return _publish_with(held, plan)
 
 
 def run_generation(config: GenerateConfig, data_root: Path | str, *, api_key: str | None = None) -> GenerationResult:

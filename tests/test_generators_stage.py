@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from generators.config import ConfigFileError, GenerateConfig, load_config, version_config
-from generators.stage import GenerationError, generate_shard, plan_generation, publish_generation, run_generation
+from generators.stage import (
+    GenerationError,
+    generate_shard,
+    holding_version,
+    plan_generation,
+    publish_generation,
+    run_generation,
+)
 from pipeline.store import open_dataset
 
 DOCS = {
@@ -69,6 +76,20 @@ def test_a_killed_run_resumes_to_the_same_bytes(config, first_run, tmp_path):
     resumed = run_generation(config, tmp_path)
     assert shard_digests(resumed.manifest) == shard_digests(first_run.manifest)
     assert (resumed.path / "data" / finished.name).stat().st_mtime_ns == finished_mtime  # not rewritten
+
+
+def test_a_second_run_of_a_held_version_is_refused_while_the_holder_generates_and_publishes(config, first_run, tmp_path):
+    from pipeline.store import DatasetLockedError
+
+    plan = plan_generation(config, tmp_path)
+    with holding_version(plan) as writer:
+        with pytest.raises(DatasetLockedError, match=f"version {plan.version} is being written by another process"):
+            with holding_version(plan_generation(config, tmp_path)):
+                pass
+        for index in range(plan.num_shards):  # shard workers write under the holder's lock
+            generate_shard(plan, index)
+        path = publish_generation(plan, writer)
+    assert shard_digests(open_dataset(path).manifest) == shard_digests(first_run.manifest)
 
 
 def test_publishing_with_a_shard_missing_is_refused(config, tmp_path):

@@ -156,8 +156,8 @@ KILL_AFTER_PUBLISH = """
 import os, signal
 from generators import stage
 publish = stage.publish_generation
-def publish_then_die(plan):
-    publish(plan)
+def publish_then_die(plan, writer=None):
+    publish(plan, writer)
     os.kill(os.getpid(), signal.SIGKILL)
 stage.publish_generation = publish_then_die
 """ + RUN_GENERATE
