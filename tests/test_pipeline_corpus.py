@@ -138,3 +138,20 @@ def test_fingerprints_change_with_content_and_not_otherwise(tmp_path, passage):
     assert before["files"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     _write_jsonl(path, [{"text": passage + " More."}])
     assert fingerprint_inputs([path]) != before
+
+
+def test_the_three_invariants_hold_for_every_chunk_of_the_whole_dev_corpus(dev_corpus, tokenizer_path):
+    # The done-when over all of the dev corpus (the fixtures above use one document per file).
+    config = CorpusConfig(tokenizer=str(tokenizer_path), chunk_tokens=2000)
+    tokenizer = load_tokenizer(config.tokenizer)
+    documents = chunks_seen = 0
+    for document, chunks in corpus_to_chunks(sorted(dev_corpus.glob("*.jsonl.gz")), config, Drops()):
+        documents += 1
+        assert "".join(unit for chunk in chunks for unit in chunk.sentences) == document.text, document.source
+        for chunk in chunks:
+            chunks_seen += 1
+            ends = chunk.sentence_ends
+            assert all(b > a for a, b in zip(ends, ends[1:])) and ends[-1] == len(chunk.token_ids) - 1, chunk.chunk_id
+            spans = [chunk.token_ids[start:end + 1] for start, end in zip([0, *[e + 1 for e in ends[:-1]]], ends)]
+            assert tokenizer.decode_batch(spans, skip_special_tokens=False) == chunk.sentences, chunk.chunk_id
+    assert documents >= 90 and chunks_seen >= 3000
