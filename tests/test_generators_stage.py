@@ -266,3 +266,28 @@ def test_shards_are_input_files_balanced_by_size(tmp_path):
     groups = _balanced_groups(sorted(tmp_path / n for n in sizes), 2)
     # Largest first into the lighter group: a | b, c | ties go to the first group: a, d (1000) | b, c, e (950)
     assert [[p.rsplit("/", 1)[1] for p in group] for group in groups] == [["a", "d"], ["b", "c", "e"]]
+
+
+def test_corpus_stage_drops_reach_the_manifest_by_reason(dev_corpus, tokenizer_path, tmp_path):
+    from tests.generators_data import dev_document_text
+
+    court = dev_document_text(dev_corpus, "scotus-2009-berghuis-v-thompkins", 30_000)
+    french = ("La cour suprême a examiné la question de savoir si le suspect avait renoncé à son droit de "
+              "garder le silence. Les juges ont longuement débattu des circonstances de l'interrogatoire, "
+              "qui avait duré près de trois heures sans que le suspect ne réponde. ") * 8
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_text(
+        json.dumps({"id": "court", "text": court}) + "\n"
+        + json.dumps({"id": "copy", "text": court}) + "\n"  # the same text again
+        + json.dumps({"id": "fr", "text": french}) + "\n"
+        + "{broken\n"
+        + json.dumps({"id": "short", "text": "Too short to keep."}) + "\n"
+    )
+    config = load_config(None, {"name": "drops", "corpus": [str(corpus)],
+                                "corpus_config.tokenizer": str(tokenizer_path), "corpus_config.chunk_tokens": 1500})
+    manifest = run_generation(config, tmp_path / "data").manifest
+    drops = manifest["drop_reasons"]
+    assert {k: drops.get(k) for k in ("duplicate", "not_english", "malformed_line", "too_short")} == {
+        "duplicate": 1, "not_english": 1, "malformed_line": 1, "too_short": 1}
+    assert manifest["counts"]["documents"] == 1
