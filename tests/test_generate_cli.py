@@ -76,3 +76,24 @@ def test_several_corpus_paths_follow_one_flag(corpus, tokenizer_path, tmp_path):
     manifest = open_dataset(Path(printed(result.stdout)["path"])).manifest
     assert manifest["config"]["corpus"] == [str(corpus), str(second)]
     assert len(manifest["shard_inputs"]) == 2
+
+
+def test_two_processes_with_different_hash_seeds_publish_identical_bytes(corpus, tokenizer_path, tmp_path):
+    # Python salts str hashes per process: set and dict iteration must never reach the output.
+    import os
+    import subprocess
+    import sys
+
+    from tests.store_data import REPO
+
+    digests = []
+    for seed in ("1", "2"):
+        run = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "generate", "--corpus", str(corpus), "--data", str(tmp_path / seed),
+             "--name", "rfc", "--tokenizer", str(tokenizer_path), "--chunk-tokens", "1200"],
+            cwd=REPO, env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, timeout=300,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        manifest = open_dataset(Path(printed(run.stdout)["path"])).manifest
+        digests.append((manifest["version"], {s["file"]: s["sha256"] for s in manifest["shards"]}))
+    assert digests[0] == digests[1] and len(digests[0][1]) == 4
