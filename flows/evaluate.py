@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from evaluation.run import EvalConfig
 from flows.artifacts import artifact_key
-from flows.runtime import options_model, resolve_data_root
+from flows.runtime import options_model, resolve_data_root, retry_transient
 
 # Defaults of the flow: BM25 and random next to the scanner, on the first 20 questions of each
 # benchmark (a quick look; set max_questions to null for the full suite).
@@ -28,7 +28,7 @@ EvalOptions = options_model(
 )
 
 
-@task(name="run-evaluation", cache_policy=NO_CACHE, persist_result=False)
+@task(name="run-evaluation", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
 def evaluation_task(config: EvalConfig, out_dir: str, data_root: str) -> dict:
     from evaluation.run import run_evaluation
 

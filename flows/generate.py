@@ -20,28 +20,10 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import artifacts, events
 from flows.demo import BUNDLED_TOKENIZER, build_demo_corpus, bundled_tokenizer, demo_corpus_dir
-from flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root
+from flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root, retry_transient
 from generators import stage
 from generators.config import GenerateConfig
 from pipeline.config import CorpusConfig
-
-# Failures worth retrying: the disk, the network, an LLM server that is busy or restarting.
-# Anything else (bad input, a bug) fails at once with its message.
-_TRANSIENT_NAMES = {"APIConnectionError", "APITimeoutError", "RateLimitError", "InternalServerError"}
-# OSErrors that say the input is wrong, not that the system hiccuped: retrying cannot help.
-_PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
-
-
-def is_transient(error: BaseException) -> bool:
-    if isinstance(error, _PERMANENT_OS_ERRORS):
-        return False
-    return isinstance(error, (OSError, TimeoutError, ConnectionError)) or type(error).__name__ in _TRANSIENT_NAMES
-
-
-def _retry_transient(task_, task_run, state) -> bool:
-    error = state.result(raise_on_failure=False)
-    return isinstance(error, BaseException) and is_transient(error)
-
 
 class DemoCorpusConfig(CorpusConfig):
     """``CorpusConfig`` whose tokenizer defaults to the bundled one (no hub needed)."""
@@ -104,7 +86,7 @@ def plan_task(config: GenerateConfig, data_root: str) -> Any:
     task_run_name="shard-{index}",
     retries=2,
     retry_delay_seconds=5,
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
     persist_result=False,
 )
@@ -112,7 +94,7 @@ def generate_shard_task(plan: Any, index: int) -> dict:
     return stage.generate_shard(_with_api_key(plan), index)
 
 
-@task(name="publish", retries=1, retry_condition_fn=_retry_transient, cache_policy=NO_CACHE, persist_result=False)
+@task(name="publish", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
 def publish_task(plan: Any, writer: Any = None) -> str:
     return str(stage.publish_generation(plan, writer))
 

@@ -86,3 +86,28 @@ def options_model(name: str, base: type[BaseModel], exclude: set[str], defaults:
             field = FieldInfo.merge_field_infos(field, default=defaults[field_name], default_factory=None)
         fields[field_name] = (field.annotation, field)
     return create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=doc, **fields)
+
+
+# Failures worth retrying: the disk, the network, an LLM server that is busy or restarting.
+# Anything else (bad input, a bug) fails at once with its message.
+_TRANSIENT_NAMES = {"APIConnectionError", "APITimeoutError", "RateLimitError", "InternalServerError"}
+# OSErrors that say the input is wrong, not that the system hiccuped: retrying cannot help.
+_PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+# An LLM request given up on after its own retries, for one of these reasons, may work a minute later.
+_TRANSIENT_LLM_REASONS = {"rate_limited", "server_error", "connection_error", "timeout"}
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, _PERMANENT_OS_ERRORS):
+        return False
+    if type(error).__name__ == "LLMRequestError":
+        return getattr(error, "reason", None) in _TRANSIENT_LLM_REASONS
+    return isinstance(error, (OSError, TimeoutError, ConnectionError)) or type(error).__name__ in _TRANSIENT_NAMES
+
+
+def retry_transient(task_, task_run, state) -> bool:
+    """A task's ``retry_condition_fn``: retry only what ``is_transient`` calls transient."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, BaseException) and is_transient(error)

@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import events
 from flows.artifacts import artifact_key
-from flows.runtime import options_model, resolve_data_root
+from flows.runtime import options_model, resolve_data_root, retry_transient
 from training.configs import TrainConfig
 
 # Defaults of the flow: a few CPU steps of the small shape, enough to show the chain on the demo
@@ -44,7 +44,7 @@ def run_name(version: str, options: "TrainOptions") -> str:
     return f"{version}-{digest[:8]}"
 
 
-@task(name="validate-dataset", cache_policy=NO_CACHE, persist_result=False)
+@task(name="validate-dataset", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
 def validate_dataset_task(dataset: str, version: Optional[str], data_root: str) -> dict:
     """Open the version (LATEST when ``version`` is empty), check every shard's sha256, count rows."""
     from pipeline.store import dataset_dir, open_dataset
@@ -62,7 +62,7 @@ def validate_dataset_task(dataset: str, version: Optional[str], data_root: str) 
     }
 
 
-@task(name="train-model", cache_policy=NO_CACHE, persist_result=False)
+@task(name="train-model", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
 def train_task(config: TrainConfig) -> dict:
     """The training loop (``training.loop.train``), resuming from the run folder's latest checkpoint."""
     from training.loop import train as run_training

@@ -10,6 +10,7 @@ import yaml
 
 from flows import artifacts, demo, events
 from flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root
+from generators.llm.client import LLMRequestError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -145,10 +146,12 @@ def test_ray_without_prefect_ray_installed_says_which_extra_to_install(monkeypat
         (FileNotFoundError("corpus/missing.jsonl"), False),
         (PermissionError("corpus/locked.jsonl"), False),
         (ValueError("bad config"), False),
+        (LLMRequestError("server_error", "HTTP 503"), True),
+        (LLMRequestError("http_400", "bad request"), False),
     ],
 )
 def test_only_transient_failures_are_retried(error, transient):
-    from flows.generate import is_transient
+    from flows.runtime import is_transient
 
     assert is_transient(error) is transient
 

@@ -310,6 +310,39 @@ def test_a_run_killed_between_publishing_and_its_event_announces_the_version_on_
     assert announced() == [reference_dir.name]
 
 
+RETRYING_TASKS = """
+import json
+from prefect import flow, task
+from flows.runtime import retry_transient
+calls = {"transient": 0, "permanent": 0}
+
+@task(retries=1, retry_condition_fn=retry_transient, persist_result=False)
+def flaky(kind: str) -> str:
+    calls[kind] += 1
+    if calls[kind] == 1:
+        raise ConnectionResetError("peer reset") if kind == "transient" else FileNotFoundError("corpus/missing.jsonl")
+    return "ok"
+
+@flow(persist_result=False)
+def both() -> dict:
+    results = {}
+    for kind in calls:
+        state = flaky(kind, return_state=True)
+        results[kind] = state.type.value
+    return results
+
+print("RESULT", json.dumps({"states": both(), "calls": calls}))
+"""
+
+
+def test_prefect_retries_a_transient_failure_once_and_a_permanent_one_never(server):
+    done = run_python(RETRYING_TASKS, server)
+    assert done.returncode == 0, done.stdout[-3000:]
+    result = json.loads(done.stdout.rsplit("RESULT ", 1)[1].splitlines()[0])
+    assert result == {"states": {"transient": "COMPLETED", "permanent": "FAILED"},
+                      "calls": {"transient": 2, "permanent": 1}}
+
+
 LLM_KEY = "sk-live-linkscan-flow-test-key-42c1"
 
 
