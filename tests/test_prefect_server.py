@@ -286,6 +286,18 @@ def test_generate_rerun_reuses_the_published_version_without_a_new_event(server,
         if e["payload"]["data_root"] == str(tmp_path / "data")
     ]
     assert len(events_of_this_root) == 1
+    # Each run leaves its artifacts: the counts and drops table, the dataset card, the link to the shards.
+    version = reference_dir.name
+    by_key = {key: server.post("/artifacts/filter", {"artifacts": {"key": {"any_": [key]}}})
+              for key in ("dataset-flowtest-counts", "dataset-flowtest-card", "dataset-flowtest-shards")}
+    def text(artifact: dict) -> str:
+        return artifact["data"] if isinstance(artifact["data"], str) else json.dumps(artifact["data"])
+
+    assert any(a["type"] == "table" and version in a["description"] and '"name": "examples"' in text(a)
+               for a in by_key["dataset-flowtest-counts"])
+    assert any(a["type"] == "markdown" and version in text(a) for a in by_key["dataset-flowtest-card"])
+    # (Prefect stores a link artifact as Markdown.)
+    assert any(f"datasets/flowtest/{version})](file://" in text(a) for a in by_key["dataset-flowtest-shards"])
 
 
 def test_a_run_killed_between_publishing_and_its_event_announces_the_version_on_rerun(server, reference, tmp_path):
