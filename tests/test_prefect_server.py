@@ -322,6 +322,23 @@ def test_a_run_killed_between_publishing_and_its_event_announces_the_version_on_
     assert announced() == [reference_dir.name]
 
 
+def test_linkscan_demo_generates_the_demo_dataset_and_prints_how_to_look_at_it(server, tmp_path):
+    # `make demo` runs `linkscan demo`; here against the test server (the command itself starts a
+    # temporary one when PREFECT_API_URL is unset).
+    done = subprocess.run([LINKSCAN, "demo", "--data", str(tmp_path / "data")], env=server.env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = done.stdout
+    version = out.split("dataset demo version ", 1)[1].split()[0]
+    assert (tmp_path / "data" / "datasets" / "demo" / version / "dataset.json").is_file()
+    rows = dict(line.strip().rstrip(" rows").split(": ") for line in out.splitlines()
+                if line.startswith("  ") and line.strip().endswith(" rows"))
+    assert set(rows) == {"documents", "chunks", "links", "examples"} and int(rows["examples"].replace(",", "")) > 10
+    samples = out.split("sample questions (DuckDB):\n", 1)[1].split("look at it:", 1)[0].splitlines()
+    assert len(samples) == 3 and all(s.startswith("  - ") and "?" in s and "link distance" in s for s in samples)
+    assert f"linkscan inspect demo --data {tmp_path / 'data'}" in out
+
+
 RETRYING_TASKS = """
 import json
 from prefect import flow, task
