@@ -1,10 +1,12 @@
 """Where flows run and write: the data folder and the task runner that shard tasks map over.
 
-This is the one place that resolves run-time settings from the environment (``LINKSCAN_DATA``);
+This is the one place that resolves run-time settings from the environment (``LINKSCAN_DATA``,
+and ``PREFECT_API_URL`` to warn when worker processes would have no server to report to);
 library code below ``flows/`` receives the resolved values.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Literal, Optional
@@ -41,6 +43,13 @@ class TaskRunnerConfig(BaseModel):
 
 def make_task_runner(config: TaskRunnerConfig):
     """The Prefect task runner for ``config``; imports prefect-dask only when asked for."""
+    separate_processes = config.kind == "ray" or config.kind == "dask" and (config.processes or config.address)
+    if separate_processes and not os.environ.get("PREFECT_API_URL"):
+        logging.getLogger("linkscan").warning(
+            "task_runner %s runs shards in other processes, but PREFECT_API_URL is not set: each worker "
+            "would start its own temporary Prefect server (and they contend for its database). Run a "
+            "server (`make serve`) and set PREFECT_API_URL", config.kind,
+        )
     if config.kind == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 

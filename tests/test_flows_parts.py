@@ -233,3 +233,14 @@ def test_generate_config_parameter_keeps_demo_defaults_for_fields_left_out():
     # A GenerateConfig built in Python is taken as it is, its own defaults included.
     explicit = generate.validate_parameters({"config": GenerateConfig(name="x", corpus=["a"])})["config"]
     assert explicit.model_dump() == GenerateConfig(name="x", corpus=["a"]).model_dump()
+
+
+def test_worker_processes_without_a_prefect_server_get_a_warning(monkeypatch, caplog):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    make_task_runner(TaskRunnerConfig(kind="dask", processes=True))
+    assert "PREFECT_API_URL is not set" in caplog.text
+    caplog.clear()
+    make_task_runner(TaskRunnerConfig(kind="dask", processes=False))  # threads in this process: fine
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    make_task_runner(TaskRunnerConfig(kind="dask", processes=True))
+    assert "PREFECT_API_URL" not in caplog.text
