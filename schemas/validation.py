@@ -15,10 +15,15 @@ def check_schema(schema: pa.Schema, artifact: str, source: str) -> None:
     expected = schema_for(artifact)
     metadata = schema.metadata or {}
     found_artifact = metadata.get(ARTIFACT_KEY, b"").decode() or None
-    if found_artifact is not None and found_artifact != artifact:
-        raise SchemaError(f"{source}: holds artifact {found_artifact!r}, expected {artifact!r}")
     found_version = metadata.get(VERSION_KEY, b"").decode() or None
-    if found_version is not None and found_version != str(SCHEMA_VERSIONS[artifact]):
+    if found_artifact is None or found_version is None:
+        raise SchemaError(
+            f"{source}: no linkscan artifact and schema version in the file metadata (a file rewritten by "
+            f"another tool?); expected {artifact} version {SCHEMA_VERSIONS[artifact]}"
+        )
+    if found_artifact != artifact:
+        raise SchemaError(f"{source}: holds artifact {found_artifact!r}, expected {artifact!r}")
+    if found_version != str(SCHEMA_VERSIONS[artifact]):
         raise SchemaError(
             f"{source}: {artifact} schema version {found_version}, this linkscan reads version "
             f"{SCHEMA_VERSIONS[artifact]} (regenerate the dataset or use a matching linkscan)"

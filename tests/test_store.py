@@ -156,6 +156,22 @@ def test_shards_are_zstd_with_bounded_row_groups(tmp_path):
     assert {metadata.row_group(0).column(c).compression for c in range(metadata.num_columns)} == {"ZSTD"}
 
 
+@pytest.mark.parametrize("metadata, message", [
+    (None, "no linkscan artifact and schema version in the file metadata"),
+    ({b"linkscan.artifact": b"examples", b"linkscan.schema_version": b"99"},
+     "examples schema version 99, this linkscan reads version 1"),
+])
+def test_a_shard_rewritten_without_or_with_other_metadata_is_refused_on_read(tmp_path, metadata, message):
+    import pyarrow.parquet as pq
+
+    path = publish(tmp_path)
+    shard = path / "data" / "train-00001-of-00002.parquet"
+    table = pq.read_table(shard)
+    pq.write_table(table.replace_schema_metadata(metadata), shard)  # e.g. rewritten by another tool
+    with pytest.raises(SchemaError, match=f"train-00001-of-00002.parquet: {message}"):
+        open_dataset(path).read_table()
+
+
 def test_shard_with_a_wrong_schema_is_refused_naming_file_and_field(tmp_path):
     path = publish(tmp_path)
     shard = path / "data" / "train-00000-of-00002.parquet"
