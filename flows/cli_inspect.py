@@ -13,7 +13,7 @@ def inspect(
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $LINKSCAN_DATA, else ./data)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable statistics."),
     sample: int = typer.Option(3, "--sample", min=0, help="How many examples to render."),
-    verify: bool = typer.Option(False, "--verify", help="Check every shard's sha256 against the manifest."),
+    verify: bool = typer.Option(False, "--verify", help="Check every shard's sha256 against the manifest, then every row."),
 ) -> None:
     """Show what a generated dataset holds."""
     from rich.console import Console
@@ -22,13 +22,15 @@ def inspect(
     from flows.runtime import resolve_data_root
     from pipeline.inspect import dataset_stats, render_example, sample_examples
     from pipeline.store import StoreError, open_dataset
+    from schemas import SchemaError
 
     try:
         ds = open_dataset(dataset, data_root=resolve_data_root(str(data) if data else None))
         if verify:
             ds.verify()
+            ds.validate_rows()
         stats = dataset_stats(ds)
-    except StoreError as error:
+    except (StoreError, SchemaError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     if as_json:
@@ -38,7 +40,7 @@ def inspect(
 
     console = Console()
     console.print(f"[bold]{stats['name']}[/bold] version [bold]{stats['version']}[/bold]  ({stats['path']})")
-    console.print(f"versions: {', '.join(stats['versions'])}" + ("  (sha256 verified)" if verify else ""))
+    console.print(f"versions: {', '.join(stats['versions'])}" + ("  (sha256 and rows verified)" if verify else ""))
     table = Table("artifact", "rows", title="shards")
     for artifact, rows in stats["rows"].items():
         table.add_row(artifact, f"{rows:,}")

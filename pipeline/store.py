@@ -397,6 +397,19 @@ class Dataset:
                 if f"{folder}/{path.name}" not in listed:
                     raise ChecksumError(f"{path}: not listed in {MANIFEST}; it is not part of version {self.version}")
 
+    def validate_rows(self, batch_size: int = 256) -> int:
+        """Read every shard whole and check each row's invariants (sentence ends, unit indices,
+        link distances, nulls); a violation raises ``SchemaError`` naming the file, row and field.
+        Returns the number of rows checked."""
+        checked = 0
+        for shard in self.manifest["shards"]:
+            row = 0
+            for batch in iter_shard(self.path / shard["file"], shard["artifact"], batch_size=batch_size):
+                validate_table(batch, shard["artifact"], source=shard["file"], first_row=row)
+                row += batch.num_rows
+            checked += row
+        return checked
+
     def iter_batches(
         self,
         artifact: str = "examples",

@@ -172,6 +172,23 @@ def test_a_shard_rewritten_without_or_with_other_metadata_is_refused_on_read(tmp
         open_dataset(path).read_table()
 
 
+def test_validate_rows_names_the_file_row_and_field_of_a_bad_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = publish(tmp_path)
+    assert open_dataset(path).validate_rows() == 12
+    shard = path / "data" / "train-00001-of-00002.parquet"
+    table = pq.read_table(shard)
+    positives = table.column("positives").to_pylist()
+    positives[4] = [0, 500]  # unit 500 of an example of 30 units
+    table = table.set_column(table.schema.get_field_index("positives"), table.schema.field("positives"),
+                             pa.array(positives, table.schema.field("positives").type))
+    pq.write_table(table, shard)  # the schema and its metadata are kept
+    with pytest.raises(SchemaError, match=r"data/train-00001-of-00002.parquet: row 4: field 'positives' has unit index 500"):
+        open_dataset(path).validate_rows()
+
+
 def test_shard_with_a_wrong_schema_is_refused_naming_file_and_field(tmp_path):
     path = publish(tmp_path)
     shard = path / "data" / "train-00000-of-00002.parquet"
