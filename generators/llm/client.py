@@ -18,6 +18,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,6 +43,11 @@ _HINTS = {
     "connection_error": "check llm.base_url and that the server is up, then rerun to resume",
     "bad_response": "the server does not answer like an OpenAI chat completions endpoint; check llm.base_url",
 }
+
+
+# A 400 that says the prompt is too long (or similar) is about this request, not about
+# response_format: it must not switch structured output off for the rest of the run.
+_NOT_ABOUT_FORMAT = re.compile(r"context length|context window|too long|too many tokens|maximum.{0,20}tokens", re.I)
 
 
 @dataclass(frozen=True)
@@ -337,7 +343,8 @@ class LLMClient:
                             f"{self.config.base_url}: HTTP 404 for model {self.config.model!r}; "
                             "check llm.base_url (it usually ends in /v1) and llm.model"
                         ) from None
-                    if status in (400, 422) and self._structured in _FORMAT_FALLBACK and response_format:
+                    if (status in (400, 422) and self._structured in _FORMAT_FALLBACK and response_format
+                            and not _NOT_ABOUT_FORMAT.search(str(error.message))):
                         # The server does not take this response_format: degrade for all later calls.
                         log.warning(
                             "%s: HTTP %d with response_format %s; retrying with %s from now on",
