@@ -13,6 +13,7 @@ def inspect(
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $LINKSCAN_DATA, else ./data)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable statistics."),
     sample: int = typer.Option(3, "--sample", min=0, help="How many examples to render."),
+    full: bool = typer.Option(False, "--full", help="Render every unit of each sample, not only those near the positives."),
     verify: bool = typer.Option(False, "--verify", help="Check every shard's sha256 against the manifest, then every row."),
 ) -> None:
     """Show what a generated dataset holds."""
@@ -58,4 +59,4 @@ def inspect(
     console.print(table)
     for row in sample_examples(ds, sample):
         console.rule()
-        console.print(render_example(row), markup=False, highlight=False)
+        console.print(render_example(row, context=len(row["sentences"]) if full else 1), markup=False, highlight=False)

@@ -59,3 +59,5 @@ def test_render_elides_units_far_from_positives():
     assert lines[3] == "       ... 1 units ..."
     assert lines[5] == ">>    2  Unit number 2."
     assert lines[-1] == "       ... 4 units ..."
+    whole = render_example(row, context=len(row["sentences"])).splitlines()[3:]  # what --full shows
+    assert len(whole) == 20 and "..." not in "\n".join(whole) and whole[14] == ">>   14  Unit number 14."
