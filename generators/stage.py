@@ -19,17 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, deque
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pyarrow as pa
 
 from generators.config import GenerateConfig, version_config
 from generators.graph import graph_diagnostics, graph_links, link_graph
 from generators.methods import ChunkOutcome, generate_for_chunk
 from pipeline.drops import Drops
-from pipeline.store import DatasetWriter, VersionStaging, published_version, version_id
-from schemas import records_to_table, schema_for
+from pipeline.store import DatasetWriter, ShardWriter, VersionStaging, published_version, version_id
+from schemas import records_to_table
 
 log = logging.getLogger("linkscan")
 
@@ -124,9 +123,9 @@ def _shard_key(index: int) -> str:
 
 @dataclass
 class _ShardResult:
-    # Each document's rows become Arrow tables at once: Arrow buffers take a fraction of the memory
-    # of Python lists of ints, and the garbage collector does not walk them.
-    tables: dict[str, list[pa.Table]] = field(default_factory=lambda: {a: [] for a in ARTIFACTS})
+    # Each document's rows go to the shard writers at once (as Arrow tables), so a shard of any
+    # size holds about one row group per artifact in memory, not the whole shard.
+    writers: dict[str, ShardWriter] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
     drops: Drops = field(default_factory=Drops)
     edge_distances: Counter = field(default_factory=Counter)
@@ -139,8 +138,8 @@ class _ShardResult:
         self.counts["chunks"] += len(chunks)
         self.counts["document_chars"] += document.n_chars
         self.sources[document.source.split(":")[0]] += 1
-        self.tables["documents"].append(records_to_table("documents", [document]))  # with its language score
-        self.tables["chunks"].append(records_to_table("chunks", chunks))
+        self.writers["documents"].write(records_to_table("documents", [document]))  # with its language score
+        self.writers["chunks"].write(records_to_table("chunks", chunks))
         examples = []
         links = []
         for outcome in outcomes:
@@ -167,14 +166,10 @@ class _ShardResult:
         self.counts["documents_without_links"] += diagnostics["edges"] == 0
         self.edge_distances.update(diagnostics["distance_histogram"])
         links = graph_links(graph)
-        self.tables["links"].append(records_to_table("links", links))
-        self.tables["examples"].append(records_to_table("examples", examples))
+        self.writers["links"].write(records_to_table("links", links))
+        self.writers["examples"].write(records_to_table("examples", examples))
         self.counts["links"] += len(links)
         self.counts["examples"] += len(examples)
-
-    def table(self, artifact: str) -> pa.Table:
-        parts = self.tables[artifact]
-        return pa.concat_tables(parts).combine_chunks() if parts else schema_for(artifact).empty_table()
 
 
 async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer, result: _ShardResult) -> None:
@@ -240,7 +235,7 @@ def _run_backend(plan: GenerationPlan, inputs: list[str], result: _ShardResult, 
 def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = None) -> dict:
     """Generate shard ``index`` into the staging folder and return its statistics.
 
-    Idempotent: a shard whose statistics were saved (they are saved after its three files) is not
+    Idempotent: a shard whose statistics were saved (they are saved after its files) is not
     generated again; its saved statistics are returned. ``api_key`` (for the LLM back end) overrides
     the plan's, so a worker can resolve the key itself and the plan, which an orchestrator may
     store as a parameter, need not carry it.
@@ -256,10 +251,10 @@ def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = No
         return done
     staging.dir.mkdir(parents=True, exist_ok=True)
     inputs = list(plan.shard_inputs[index])
-    result = _ShardResult()
-    llm_stats = _run_backend(plan, inputs, result, api_key or plan.api_key)
-    for artifact in ARTIFACTS:
-        staging.write_shard(artifact, index, plan.num_shards, result.table(artifact))
+    with ExitStack() as files:  # each shard file is renamed into place only if the whole shard succeeds
+        writers = {a: files.enter_context(staging.shard_writer(a, index, plan.num_shards)) for a in ARTIFACTS}
+        result = _ShardResult(writers=writers)
+        llm_stats = _run_backend(plan, inputs, result, api_key or plan.api_key)
     stats = {
         "shard": index,
         "inputs": inputs,

@@ -144,26 +144,15 @@ class VersionStaging:
         split: str = "train",
     ) -> ShardInfo:
         """Validate and write one shard (zstd, bounded row groups), then rename it into place."""
+        with self.shard_writer(artifact, index, num_shards, split) as writer:
+            writer.write(table)
+        return self.describe(artifact, shard_name(artifact, index, num_shards, split))
+
+    def shard_writer(self, artifact: str, index: int, num_shards: int, split: str = "train") -> "ShardWriter":
+        """A :class:`ShardWriter` for one shard: rows are written as they come, not held in memory."""
         if not self.dir.is_dir():
             raise StoreError(f"{self.dir}: no staging folder; open a DatasetWriter for this version first")
-        relative = shard_name(artifact, index, num_shards, split)
-        validate_table(table, artifact, source=relative)
-        path = self.dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _file_lock(path.with_name(f".{path.name}.lock"), f"shard {relative} of {self.name}/{self.version}"):
-            tmp = path.with_name(f".{path.name}.tmp")
-            pq.write_table(
-                table,
-                tmp,
-                compression="zstd",
-                row_group_size=_ROW_GROUP_ROWS[artifact],
-                write_statistics=True,
-            )
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-        return self.describe(artifact, relative)
+        return ShardWriter(self, artifact, shard_name(artifact, index, num_shards, split))
 
     def describe(self, artifact: str, relative: str) -> ShardInfo:
         path = self.dir / relative
@@ -222,6 +211,72 @@ class _file_lock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+class ShardWriter:
+    """One shard written piece by piece: each ``write`` is validated and buffered until a row group
+    is full (zstd, the artifact's row-group size), so a shard of any size needs the memory of one
+    row group. The file is a dot-prefixed temporary until the ``with`` block ends without an error;
+    then it is synced and renamed into place. The shard's lock is held throughout, so two workers
+    never write the same shard; on an error the temporary is removed and nothing is renamed.
+    """
+
+    def __init__(self, staging: VersionStaging, artifact: str, relative: str) -> None:
+        from schemas import schema_for
+
+        self.artifact = artifact
+        self.relative = relative
+        self.path = staging.dir / relative
+        self.rows = 0
+        self._schema = schema_for(artifact)
+        self._group = _ROW_GROUP_ROWS[artifact]
+        self._lock = _file_lock(self.path.with_name(f".{self.path.name}.lock"),
+                                f"shard {relative} of {staging.name}/{staging.version}")
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> "ShardWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock.__enter__()
+        try:
+            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", write_statistics=True)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        validate_table(table, self.artifact, source=self.relative, first_row=self.rows)
+        self.rows += table.num_rows
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        if self._buffered >= self._group:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        rows = pa.concat_tables(self._buffer).combine_chunks() if self._buffer else self._schema.empty_table()
+        full = rows.num_rows if final else rows.num_rows - rows.num_rows % self._group
+        if full:
+            self._writer.write_table(rows.slice(0, full), row_group_size=self._group)
+        rest = rows.slice(full)
+        self._buffer, self._buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+
+    def __exit__(self, exc_type, *exc_info: object) -> None:
+        try:
+            if exc_type is None:
+                self._flush(final=True)
+            self._writer.close()
+            if exc_type is None:
+                with open(self._tmp, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(self._tmp, self.path)
+                _fsync_dir(self.path.parent)
+            else:
+                self._tmp.unlink(missing_ok=True)
+        finally:
+            self._lock.__exit__(None, None, None)
 
 
 class DatasetWriter:

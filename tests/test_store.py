@@ -189,6 +189,25 @@ def test_validate_rows_names_the_file_row_and_field_of_a_bad_row(tmp_path):
         open_dataset(path).validate_rows()
 
 
+def test_a_shard_written_piece_by_piece_has_full_row_groups_and_appears_only_when_complete(tmp_path):
+    import pyarrow.parquet as pq
+
+    version = version_id(CONFIG, INPUTS)
+    with DatasetWriter(tmp_path, "pieces", version, CONFIG, INPUTS) as writer:
+        staging = writer.staging
+        with pytest.raises(RuntimeError, match="worker died"):
+            with staging.shard_writer("examples", 0, 1) as pieces:
+                pieces.write(example_table())
+                raise RuntimeError("worker died")
+        shard = staging.dir / "data" / "train-00000-of-00001.parquet"
+        assert not shard.exists() and not list(shard.parent.glob(".*.tmp"))  # nothing half-written is left
+        with staging.shard_writer("examples", 0, 1) as pieces:
+            for _ in range(50):
+                pieces.write(example_table())  # 50 pieces of 6 rows, as documents come
+        assert [pq.ParquetFile(shard).metadata.row_group(i).num_rows for i in range(3)] == [128, 128, 44]
+        writer.publish({"counts": {}}, "# pieces\n")
+
+
 def test_shard_with_a_wrong_schema_is_refused_naming_file_and_field(tmp_path):
     path = publish(tmp_path)
     shard = path / "data" / "train-00000-of-00002.parquet"
