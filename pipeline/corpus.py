@@ -25,6 +25,7 @@ from pipeline.drops import Drops
 from pipeline.language import detect_language
 from pipeline.readers import FORMATS, format_of, read_documents
 from pipeline.segment import Segmenter
+from pipeline.store import file_sha256
 from pipeline.tokenize import load_tokenizer
 from schemas import Chunk, Document
 
@@ -74,7 +75,7 @@ def fingerprint_inputs(paths: str | Path | Iterable[str | Path]) -> dict:
     files = []
     for path in list_inputs(paths):
         try:
-            files.append({"path": str(path), "bytes": path.stat().st_size, "sha256": _file_digest(path)})
+            files.append({"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)})
         except OSError as error:
             files.append({"path": str(path), "error": f"{type(error).__name__}: {error}"})
     return {"files": files}
@@ -86,14 +87,6 @@ def content_key(fingerprints: dict) -> dict:
     another working directory, a copy) gives the same version."""
     return {"files": [{k: v for k, v in entry.items() if k != "path"} | {"name": Path(entry["path"]).name}
                       for entry in fingerprints["files"]]}
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def iter_documents(
