@@ -68,7 +68,7 @@ def publish_dataset_artifacts(manifest: dict, path: Path) -> None:
         path.resolve().as_uri(),
         link_text=f"{name}/{version} shards ({path})",
         key=f"{key}-shards",
-        description="the published version folder: dataset.json, README.md, data/, chunks/, links/",
+        description="the published version folder: dataset.json, README.md, data/, chunks/, links/, documents/",
     )
     usage = llm_usage_table(manifest)
     if usage:
