@@ -9,7 +9,8 @@ to keep, whether the evidence covers both sides. A *back end* (offline, llm) ans
 
 Back ends are async so the LLM back end can keep many requests in flight across chunks; the
 offline back end answers at once. A back end returns ``None`` or an empty list when it has no
-answer and says why through ``Refusal``; methods count every refusal under its reason.
+answer and says why through ``Refusal``; methods count every refusal under its reason. A back
+end that can answer later but not now raises ``Pending``, which no method catches.
 """
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ class Refusal(Exception):
 
     reason: str
     detail: str = ""
+
+
+class Pending(Exception):
+    """A back end cannot answer *yet* (an LLM request given up on because the server was down,
+    busy or slow): the chunk is neither an example nor a drop, it waits for a rerun. Methods do
+    not catch it; the stage counts the chunk as pending by ``reason``."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from generators.base import EvidenceRequest, LinkRequest, QuestionDraft, QuestionRequest, Refusal
+from generators.base import EvidenceRequest, LinkRequest, Pending, QuestionDraft, QuestionRequest, Refusal
 from generators.llm import prompts
 from generators.llm.backend import LLMBackend, merge_llm_stats
 from generators.llm.config import LLMConfig
@@ -137,12 +137,73 @@ def test_evidence_ids_map_back_to_candidates(server, tmp_path, chunk):
     assert run(backend, backend.pick_evidence(request)) == [4, 40]
 
 
-def test_a_request_that_keeps_failing_becomes_a_counted_refusal(server, tmp_path, chunk):
+def test_a_request_given_up_on_for_a_transient_reason_leaves_its_chunk_pending(server, tmp_path, chunk):
     server.inject(Reply(status=500), times=10)
     backend = backend_for(server, tmp_path)
     request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]])
-    assert refusal_of(backend, backend.write_question(request)).reason == "llm_failed_server_error"
+    with pytest.raises(Pending) as raised:  # not a Refusal: the chunk is not dropped
+        run(backend, backend.write_question(request))
+    assert raised.value.reason == "server_error"
     assert backend.stats()["usage"]["stages"]["question"]["failures"] == {"server_error": 1}
+    assert backend.stats()["rejected_answers"] == {}
+
+
+def test_a_permanent_http_error_is_a_counted_refusal(server, tmp_path, chunk):
+    server.inject(Reply(status=400, body=json.dumps({"error": {"message": "unknown parameter 'seed'"}})), times=10)
+    backend = backend_for(server, tmp_path)
+    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]])
+    # the 400 first degrades structured output twice (json_schema -> json_object -> none), then fails for good
+    assert refusal_of(backend, backend.write_question(request)).reason == "llm_failed_http_400"
+    assert backend.stats()["rejected_answers"] == {"question:failed_http_400": 1}
+
+
+HOSTILE_ANSWERS = {
+    "nested_20000_deep": "[" * 20_000 + "]" * 20_000,
+    "unhashable_python_key": "{[1]: 2}",
+    "deep_python_literal": "{'question': " + "(" * 5_000 + "1" + ")" * 5_000 + "}",
+    "huge_number": '{"links": [{"index": 1, "reason": "r", "strength": ' + "9" * 5_000 + "}]}",
+    "mixed_keys": "{1: 2, 'a': 3}",
+    "a_set": "{1, 2, 3}",
+    "bytes": "{'evidence': b'0'}",
+    "nan_strength": '{"links": [{"index": 1, "reason": "same mill", "strength": NaN}]}',
+    "wrong_types": '{"links": [{"index": {"a": 1}, "reason": ["x"], "strength": [1]}]}',
+    "megabyte_of_words": '{"question": ' + "word " * 190_000 + "}",
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("stage", ["links", "question", "evidence"])
+@pytest.mark.parametrize("answer", list(HOSTILE_ANSWERS), ids=list(HOSTILE_ANSWERS))
+def test_any_answer_ends_as_a_value_or_a_counted_rejection(server, tmp_path, chunk, stage, answer):
+    server.inject(Reply(content=HOSTILE_ANSWERS[answer]), times=1)
+    backend = backend_for(server, tmp_path)
+    calls = {
+        "links": lambda: backend.find_links(link_request(chunk)),
+        "question": lambda: backend.write_question(QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]])),
+        "evidence": lambda: backend.pick_evidence(EvidenceRequest(
+            chunk.chunk_id, chunk.sentences, QuestionDraft("Who ran the mill?"), [4, 5, 6, 7], [[4, 5], [6, 7]])),
+    }
+    for attempt in range(2):  # the second time the same answer comes from the cache: the same outcome
+        try:
+            run(backend, calls[stage]())
+        except Refusal as refusal:
+            assert refusal.reason.startswith("llm_")
+        backend = backend_for(server, tmp_path)
+    assert server.requests == 1  # the answer was paid for once and cached
+    assert all(key.startswith(f"{stage}:") for key in backend.stats()["rejected_answers"])
+
+
+def test_an_answer_over_max_response_bytes_is_a_final_too_large_and_not_cached(server, tmp_path, chunk):
+    server.inject(Reply(content='{"question": "' + "x" * 2_000_000 + '?"}'), times=1)
+    config = LLMConfig(base_url=server.url, model="test-model", timeout_s=10, max_attempts=2, max_response_bytes=1_000_000)
+    backend = LLMBackend(config, api_key="sk-test", cache_dir=tmp_path / "cache")
+    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]])
+    assert refusal_of(backend, backend.write_question(request)).reason == "llm_failed_too_large"
+    assert server.requests == 1  # not retried
+    assert backend.stats()["usage"]["stages"]["question"]["failures"] == {"too_large": 1}
+    again = LLMBackend(config, api_key="sk-test", cache_dir=tmp_path / "cache")
+    assert run(again, again.write_question(request)).question.endswith("?")  # asked again: nothing was cached
+    assert server.requests == 2
 
 
 @pytest.mark.parametrize("method", ["link", "chunk", "pair"])

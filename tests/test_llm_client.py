@@ -155,14 +155,19 @@ def test_server_rejecting_json_schema_falls_back_to_json_object_then_none(server
     assert [r.get("response_format", {}).get("type") for r in server.received] == ["json_schema", "json_object", None]
 
 
-def test_a_prompt_too_long_fails_that_request_without_giving_up_structured_output(server, tmp_path):
-    too_long = json.dumps({"error": {"message": "This model's maximum context length is 4096 tokens. However, you "
-                                                "requested 9000 tokens.", "type": "invalid_request_error"}})
+@pytest.mark.parametrize("message", [
+    "This model's maximum context length is 4096 tokens. However, you requested 9000 tokens.",  # OpenAI, vLLM
+    "the request exceeds the available context size, try increasing it",  # llama.cpp's llama-server
+    "Requested tokens (5012) exceed context window of 2048",  # llama-cpp-python
+])
+def test_a_prompt_too_long_fails_that_request_without_giving_up_structured_output(server, tmp_path, message):
+    too_long = json.dumps({"error": {"message": message, "type": "invalid_request_error"}})
     server.inject(Reply(status=400, body=too_long), times=1)
     client = make_client(server, tmp_path)
-    with pytest.raises(LLMRequestError, match="http_400"):
+    with pytest.raises(LLMRequestError, match="context_length") as raised:
         asyncio.run(ask(client))
-    assert client.usage.stage("evidence").failures == {"http_400": 1}
+    assert raised.value.transient is False  # the same prompt would fail again: a final drop
+    assert client.usage.stage("evidence").failures == {"context_length": 1}
     other = prompts.evidence_messages("Who ran the Grendal mill?", ["Ada Lark ran the Grendal mill.", "It rained."])
     asyncio.run(ask(client, messages=other))  # the next request still asks for json_schema
     assert [r.get("response_format", {}).get("type") for r in server.received] == ["json_schema", "json_schema"]

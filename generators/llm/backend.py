@@ -2,7 +2,9 @@
 
 Each call builds a versioned prompt (``prompts``), asks the client (cache first), parses the
 answer tolerantly and validates it (``parsing``); an answer that cannot be used raises
-``Refusal("llm_<reason>")``, which the generator method counts. Items rejected inside an answer
+``Refusal("llm_<reason>")``, which the generator method counts; a request the client gave up on
+for a transient reason (the server down, busy or slow) raises ``Pending`` instead: that chunk is
+not dropped but waits for a rerun. Items rejected inside an answer
 that is otherwise used (one out-of-range link among five) are counted in ``item_rejections``.
 ``stats()`` gives the usage and rejection totals for the manifest.
 """
@@ -15,6 +17,7 @@ from generators.base import (
     EvidenceRequest,
     LinkCandidate,
     LinkRequest,
+    Pending,
     QuestionDraft,
     QuestionRequest,
     Refusal,
@@ -47,14 +50,25 @@ class LLMBackend:
         self.rejected_answers: Counter[str] = Counter()
         self.item_rejections: Counter[str] = Counter()
 
-    async def _ask(self, messages: list[dict], stage: str, response_format: dict):
+    async def _ask(self, messages: list[dict], stage: str, response_format: dict, check):
+        """The answer to ``messages``, parsed and passed through ``check``.
+
+        An unusable answer raises a counted ``Refusal``; a request given up on for a transient
+        reason raises ``Pending`` (its chunk waits for a rerun, it is not dropped). ``check`` sees
+        hostile text too, so anything it raises is a rejection of that answer, never a crash.
+        """
         try:
             response = await self.client.chat(messages, stage, response_format=response_format)
-            return parse_json_answer(response.text)
         except LLMRequestError as error:
+            if error.transient:
+                raise Pending(error.reason, error.detail) from None
             raise self._refuse(stage, f"failed_{error.reason}", error.detail) from None
+        try:
+            return check(parse_json_answer(response.text))
         except Rejection as error:
             raise self._refuse(stage, error.reason, error.detail) from None
+        except Exception as error:  # noqa: BLE001 - a validator tripped on an answer it did not expect
+            raise self._refuse(stage, "invalid_answer", f"{type(error).__name__}: {error}"[:200]) from None
 
     def _refuse(self, stage: str, reason: str, detail: str = "") -> Refusal:
         self.rejected_answers[f"{stage}:{reason}"] += 1
@@ -65,31 +79,24 @@ class LLMBackend:
         messages = prompts.links_messages(
             [request.units[i] for i in request.anchor], [request.units[i] for i in window]
         )
-        answer = await self._ask(messages, "links", prompts.LINKS_FORMAT)
-        try:
-            links = validate_links(answer, len(window), self.item_rejections)
-        except Rejection as error:
-            raise self._refuse("links", error.reason, error.detail) from None
+        links = await self._ask(messages, "links", prompts.LINKS_FORMAT,
+                                lambda answer: validate_links(answer, len(window), self.item_rejections))
         return [LinkCandidate(target=window[link.index], score=link.strength, reason=link.reason) for link in links]
 
     async def write_question(self, request: QuestionRequest) -> QuestionDraft:
         passages = [[request.units[i] for i in passage] for passage in request.passages]
         connection = request.link.reason if request.link is not None else None
-        answer = await self._ask(prompts.question_messages(passages, connection), "question", prompts.QUESTION_FORMAT)
-        try:
-            return QuestionDraft(validate_question(answer))
-        except Rejection as error:
-            raise self._refuse("question", error.reason, error.detail) from None
+        question = await self._ask(prompts.question_messages(passages, connection), "question",
+                                   prompts.QUESTION_FORMAT, validate_question)
+        return QuestionDraft(question)
 
     async def pick_evidence(self, request: EvidenceRequest) -> list[int]:
         candidates = list(request.candidates)
         messages = prompts.evidence_messages(request.question.question, [request.units[i] for i in candidates])
-        answer = await self._ask(messages, "evidence", prompts.EVIDENCE_FORMAT)
-        try:
-            # Whether the evidence covers every side is the method's check (it counts evidence_one_side).
-            return [candidates[i] for i in validate_evidence(answer, len(candidates))]
-        except Rejection as error:
-            raise self._refuse("evidence", error.reason, error.detail) from None
+        # Whether the evidence covers every side is the method's check (it counts evidence_one_side).
+        picked = await self._ask(messages, "evidence", prompts.EVIDENCE_FORMAT,
+                                 lambda answer: validate_evidence(answer, len(candidates)))
+        return [candidates[i] for i in picked]
 
     def stats(self) -> dict:
         """Usage per stage and rejection counts, for the manifest (sum shards with merge_llm_stats)."""

@@ -18,12 +18,12 @@ import email.utils
 import json
 import logging
 import random
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generators.llm import quirks
 from generators.llm.cache import ResponseCache, cache_key
 from generators.llm.config import LLMConfig
 from generators.llm.ratelimit import RateLimiter
@@ -32,7 +32,6 @@ log = logging.getLogger("linkscan")
 
 # Sent by the openai package when no key is needed (local servers accept anything).
 _NO_KEY = "not-needed"
-_FORMAT_FALLBACK = {"json_schema": "json_object", "json_object": "none"}
 _CONNECTIONS_PER_POOL = 16
 _MAX_RETRY_AFTER_S = 600.0
 # What to change when a request keeps failing for this reason.
@@ -43,11 +42,10 @@ _HINTS = {
     "connection_error": "check llm.base_url and that the server is up, then rerun to resume",
     "bad_response": "the server does not answer like an OpenAI chat completions endpoint; check llm.base_url",
 }
-
-
-# A 400 that says the prompt is too long (or similar) is about this request, not about
-# response_format: it must not switch structured output off for the rest of the run.
-_NOT_ABOUT_FORMAT = re.compile(r"context length|context window|too long|too many tokens|maximum.{0,20}tokens", re.I)
+# Reasons a request may succeed later (the server was down, busy or slow): its chunk waits for a
+# rerun instead of being dropped. Every other failure (a 4xx, a prompt over the context, an answer
+# over max_response_bytes) would fail again the same way, and is a counted, final drop.
+TRANSIENT_REASONS = frozenset(_HINTS)
 
 
 @dataclass(frozen=True)
@@ -69,12 +67,17 @@ class LLMResponse:
 
 
 class LLMRequestError(Exception):
-    """A request failed for good (after its retries); ``reason`` is counted in the manifest."""
+    """A request failed for good (after its retries); ``reason`` is counted in the manifest, and
+    ``transient`` says whether the same request may work later (see ``TRANSIENT_REASONS``)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+    @property
+    def transient(self) -> bool:
+        return self.reason in TRANSIENT_REASONS
 
 
 class LLMFatalError(RuntimeError):
@@ -208,6 +211,8 @@ class LLMClient:
         self._semaphore: asyncio.Semaphore | None = None
         self._limiter: RateLimiter | None = None
         self._pending: dict[str, asyncio.Future] = {}
+        self._given_up_in_a_row = 0
+        self._outage: LLMRequestError | None = None
         from generators.llm.progress import watch
 
         watch(self.usage)
@@ -274,20 +279,38 @@ class LLMClient:
 
         ``response_format`` is the JSON-schema format to ask for; whether it is sent as
         ``json_schema``, degraded to ``json_object`` or left out depends on the config and on
-        what the server accepts. The cache key uses the request as asked, so a rerun finds it.
+        what the server accepts (``quirks``). The cache key is the request as sent, so an answer
+        obtained in one structured-output mode is never reused for another, and a rerun that
+        falls back the same way finds it.
         """
         request_params = self._params(params)
-        key = cache_key(self.config.model, messages, {**request_params, "response_format": response_format})
         usage = self.usage.stage(stage)
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                usage.cache_hits += 1
-                usage.cached_tokens += hit.prompt_tokens + hit.completion_tokens
-                return _read_completion(hit.response, cached=True)
-        self._bind_loop()
+        while True:
+            mode = self._structured
+            extra = quirks.format_params(mode, response_format)
+            key = cache_key(self.config.model, messages, {**request_params, "response_format": extra.get("response_format")})
+            if self.cache is not None:
+                hit = self.cache.get(key)
+                if hit is not None:
+                    usage.cache_hits += 1
+                    usage.cached_tokens += hit.prompt_tokens + hit.completion_tokens
+                    return _read_completion(hit.response, cached=True)
+            self._bind_loop()
+            request = _Request(key, stage, messages, mode, {**request_params, **extra})
+            try:
+                return await self._send_shared(request)
+            except _FormatRejected as rejected:
+                if self._structured == mode:  # the first request to see it degrades for all later ones
+                    self._structured = quirks.FORMAT_FALLBACK[mode]
+                    log.warning("%s: HTTP %d with response_format %s; using %s from now on (%s)",
+                                self.config.base_url, rejected.status, mode, self._structured, rejected.message)
+
+    async def _send_shared(self, request: "_Request") -> LLMResponse:
+        """``_send``, but identical requests in flight at once are sent once and share the answer."""
+        usage = self.usage.stage(request.stage)
+        key = request.key
         pending = self._pending.get(key)
-        if pending is not None:  # the same request is already on its way: share its answer
+        if pending is not None:
             response = await asyncio.shield(pending)
             usage.cache_hits += 1
             usage.cached_tokens += response.usage.total_tokens
@@ -295,7 +318,7 @@ class LLMClient:
         future = self._loop.create_future()
         self._pending[key] = future
         try:
-            response = await self._send(key, messages, stage, response_format, request_params)
+            response = await self._send(request)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -309,108 +332,129 @@ class LLMClient:
         finally:
             del self._pending[key]
 
-    async def _send(self, key: str, messages: list[dict], stage: str, response_format: dict | None, params: dict) -> LLMResponse:
-        import openai
-
+    async def _send(self, request: "_Request") -> LLMResponse:
+        """Send one request, retrying what may pass on a later attempt, up to ``max_attempts``."""
+        stage = request.stage
         usage = self.usage.stage(stage)
-        reserved = _estimate_tokens(messages) + params.get(self.config.token_limit_param, 0)
-        last_reason, last_detail = "unknown", ""
-        attempt = 0
-        while attempt < self.config.max_attempts:
-            attempt += 1
+        if self._outage is not None:  # the server has been failing every request: do not queue more
+            usage.failures[self._outage.reason] += 1
+            raise LLMRequestError(self._outage.reason, self._outage.detail)
+        reserved = _estimate_tokens(request.messages) + request.body.get(self.config.token_limit_param, 0)
+        for attempt in range(1, self.config.max_attempts + 1):
             await self._limiter.acquire(reserved)
-            extra = self._format_params(response_format)
-            retry_after = None
             async with self._semaphore:
                 self.usage.in_flight += 1
                 usage.attempts += 1
                 try:
-                    body = await asyncio.wait_for(self._post(messages, params, extra), self.config.timeout_s)
+                    body = await asyncio.wait_for(self._post(request), self.config.timeout_s)
                     response = _read_completion(body, cached=False)
-                except (openai.APITimeoutError, TimeoutError):
-                    last_reason, last_detail = "timeout", f"no answer within {self.config.timeout_s:g} s"
-                except openai.APIConnectionError as error:
-                    last_reason, last_detail = "connection_error", type(error.__cause__ or error).__name__
-                except openai.APIStatusError as error:
-                    status = error.status_code
-                    if status in (401, 403):
-                        raise LLMFatalError(
-                            f"{self.config.base_url}: HTTP {status} for model {self.config.model!r}; "
-                            f"check the API key in the environment variable {self.config.api_key_env}"
-                        ) from None
-                    if status == 404:
-                        raise LLMFatalError(
-                            f"{self.config.base_url}: HTTP 404 for model {self.config.model!r}; "
-                            "check llm.base_url (it usually ends in /v1) and llm.model"
-                        ) from None
-                    if (status in (400, 422) and self._structured in _FORMAT_FALLBACK and response_format
-                            and not _NOT_ABOUT_FORMAT.search(str(error.message))):
-                        # The server does not take this response_format: degrade for all later calls.
-                        log.warning(
-                            "%s: HTTP %d with response_format %s; retrying with %s from now on",
-                            self.config.base_url, status, self._structured, _FORMAT_FALLBACK[self._structured],
-                        )
-                        self._structured = _FORMAT_FALLBACK[self._structured]
-                        attempt -= 1
-                        continue
-                    if status == 429:
-                        last_reason = "rate_limited"
-                    elif status >= 500 or status in (408, 409):
-                        last_reason = "server_error"
-                    else:
-                        usage.failures[f"http_{status}"] += 1
-                        raise LLMRequestError(f"http_{status}", _short(error.message)) from None
-                    last_detail = f"HTTP {status}"
-                    retry_after = _retry_after_seconds(error.response.headers)
-                except _BadResponse as error:
-                    last_reason, last_detail = "bad_response", str(error)
+                except Exception as error:  # noqa: BLE001 - every failure is classified below
+                    failure = self._classify(error, request.mode if "response_format" in request.body else None)
                 else:
-                    self._limiter.settle(reserved, response.usage.total_tokens)
-                    usage.requests += 1
-                    usage.prompt_tokens += response.usage.prompt_tokens
-                    usage.completion_tokens += response.usage.completion_tokens
-                    if self._price is not None:
-                        usage.cost_usd += (
-                            response.usage.prompt_tokens * self._price.input
-                            + response.usage.completion_tokens * self._price.output
-                        ) / 1e6
-                    if self.cache is not None:
-                        self.cache.put(
-                            key, self.config.model, stage, body,
-                            response.usage.prompt_tokens, response.usage.completion_tokens,
-                        )
+                    self._record_success(request, body, response, reserved)
                     return response
                 finally:
                     self.usage.in_flight -= 1
+            if not failure.retry:
+                usage.failures[failure.reason] += 1
+                raise LLMRequestError(failure.reason, failure.detail)
             if attempt < self.config.max_attempts:
                 usage.retries += 1
-                usage.retry_reasons[last_reason] += 1
-                await asyncio.sleep(self._backoff(attempt, retry_after))
-        usage.failures[last_reason] += 1
-        detail = f"{last_detail} (gave up after {self.config.max_attempts} attempts; {_HINTS.get(last_reason, 'see the server log')})"
+                usage.retry_reasons[failure.reason] += 1
+                await asyncio.sleep(self._backoff(attempt, failure.retry_after))
+        usage.failures[failure.reason] += 1
+        detail = f"{failure.detail} (gave up after {self.config.max_attempts} attempts; {_HINTS[failure.reason]})"
         log.warning("%s: %s request to %s failed: %s", stage, self.config.model, self.config.base_url, detail)
-        raise LLMRequestError(last_reason, detail)
+        self._given_up_in_a_row += 1
+        if self._given_up_in_a_row >= self.config.outage_after:
+            self._outage = LLMRequestError(failure.reason, f"{detail}; {self._given_up_in_a_row} requests in a row "
+                                                           "failed, so no more are sent in this run")
+        raise LLMRequestError(failure.reason, detail)
 
-    async def _post(self, messages: list[dict], params: dict, extra: dict) -> str:
-        # The openai client's generic post: its errors, headers and auth, without the per-call
-        # transform of ``chat.completions.create`` (about 1 ms of CPU per request) or pydantic.
+    def _classify(self, error: Exception, format_mode: str | None) -> "_Failure":
+        """What a failed attempt means: retry it, give it up, or stop the run (``LLMFatalError``);
+        ``format_mode`` is the structured-output mode the request asked in (None: no format)."""
+        import openai
+
+        if isinstance(error, (openai.APITimeoutError, TimeoutError)):
+            return _Failure("timeout", f"no answer within {self.config.timeout_s:g} s")
+        if isinstance(error, openai.APIConnectionError):
+            return _Failure("connection_error", type(error.__cause__ or error).__name__)
+        if isinstance(error, _TooLarge):
+            return _Failure("too_large", str(error), retry=False)
+        if isinstance(error, _BadResponse):
+            return _Failure("bad_response", str(error))
+        if not isinstance(error, openai.APIStatusError):
+            raise error
+        status, message = error.status_code, _short(_error_message(error), 300)
+        if status in (401, 403):
+            raise LLMFatalError(
+                f"{self.config.base_url}: HTTP {status} for model {self.config.model!r}; "
+                f"check the API key in the environment variable {self.config.api_key_env}"
+            ) from None
+        if status == 404:
+            raise LLMFatalError(
+                f"{self.config.base_url}: HTTP 404 for model {self.config.model!r}; "
+                "check llm.base_url (it usually ends in /v1) and llm.model"
+            ) from None
+        if format_mode is not None and quirks.is_format_rejection(status, message, format_mode):
+            raise _FormatRejected(status, message)
+        if status == 429:
+            return _Failure("rate_limited", "HTTP 429", retry_after=_retry_after_seconds(error.response.headers))
+        if status >= 500 or status in (408, 409):
+            return _Failure("server_error", f"HTTP {status}", retry_after=_retry_after_seconds(error.response.headers))
+        if quirks.is_context_length_error(message):
+            return _Failure("context_length", f"HTTP {status}: {message}", retry=False)
+        return _Failure(f"http_{status}", message, retry=False)
+
+    def _record_success(self, request: "_Request", body: str, response: "LLMResponse", reserved: int) -> None:
+        usage = self.usage.stage(request.stage)
+        self._given_up_in_a_row = 0
+        self._limiter.settle(reserved, response.usage.total_tokens)
+        usage.requests += 1
+        usage.prompt_tokens += response.usage.prompt_tokens
+        usage.completion_tokens += response.usage.completion_tokens
+        if self._price is not None:
+            usage.cost_usd += (response.usage.prompt_tokens * self._price.input
+                               + response.usage.completion_tokens * self._price.output) / 1e6
+        if self.cache is not None:
+            self.cache.put(request.key, self.config.model, request.stage, body, response.usage.prompt_tokens,
+                           response.usage.completion_tokens)
+
+    async def _post(self, request: "_Request") -> str:
+        """The raw response body, read up to ``max_response_bytes`` (a larger one raises _TooLarge).
+
+        The openai client's generic post (its errors, headers and auth) without the per-call
+        transform of ``chat.completions.create`` (about 1 ms of CPU per request) or pydantic, and
+        with the body streamed, so a hostile or broken server cannot fill the memory.
+        """
+        import httpx2
+        from openai._constants import RAW_RESPONSE_HEADER
+
+        limit = self.config.max_response_bytes
         pool = min(range(len(self._pool_load)), key=self._pool_load.__getitem__)
         self._pool_load[pool] += 1
         try:
-            return await self._openai[pool].post(
+            response = await self._openai[pool].post(
                 "/chat/completions",
-                cast_to=str,
-                body={"model": self.config.model, "messages": messages, **params, **extra},
+                cast_to=httpx2.Response,
+                body={"model": self.config.model, "messages": request.messages, **request.body},
+                options={"headers": {RAW_RESPONSE_HEADER: "stream"}},
             )
+            try:
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > limit:
+                    raise _TooLarge(f"the server announced {int(declared):,} bytes (llm.max_response_bytes is {limit:,})")
+                body = bytearray()
+                async for piece in response.aiter_bytes():
+                    body += piece
+                    if len(body) > limit:
+                        raise _TooLarge(f"the answer passed llm.max_response_bytes ({limit:,} bytes)")
+            finally:
+                await response.aclose()
         finally:
             self._pool_load[pool] -= 1
-
-    def _format_params(self, response_format: dict | None) -> dict:
-        if response_format is None or self._structured == "none":
-            return {}
-        if self._structured == "json_object":
-            return {"response_format": {"type": "json_object"}}
-        return {"response_format": response_format}
+        return body.decode("utf-8", errors="replace")
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Full-jitter exponential backoff; a server's Retry-After is a floor (up to 10 minutes)."""
@@ -423,6 +467,47 @@ class LLMClient:
 
 class _BadResponse(Exception):
     pass
+
+
+class _TooLarge(Exception):
+    """An answer over ``max_response_bytes``: never parsed, never cached, not retried."""
+
+
+class _FormatRejected(Exception):
+    """The server does not take the response_format of the current structured-output mode."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Request:
+    key: str  # in the response cache
+    stage: str
+    messages: list[dict]
+    mode: str  # the structured-output mode the body asks in
+    body: dict  # sampling parameters and response_format, as sent
+
+
+@dataclass(frozen=True)
+class _Failure:
+    reason: str
+    detail: str
+    retry: bool = True
+    retry_after: float | None = None
+
+
+def _error_message(error) -> str:
+    """The server's own words in an HTTP error (the openai package keeps the JSON body's message)."""
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else inner
+        if message:
+            return str(message)
+    return str(getattr(error, "message", "") or error)
 
 
 def _short(text: object, limit: int = 200) -> str:

@@ -55,6 +55,12 @@ class LLMConfig(BaseModel):
     max_attempts: int = Field(default=6, ge=1)  # total attempts per request, first one included
     backoff_base_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
+    # After this many requests in a row given up on for a transient reason (the server is down),
+    # the rest of the run sends no more: their chunks wait for a rerun, which retries them.
+    outage_after: int = Field(default=3, ge=1)
+    # An answer larger than this is not read further (a broken or hostile server): a final drop,
+    # counted as too_large, never cached.
+    max_response_bytes: int = Field(default=1_000_000, ge=1024)
     prices: dict[str, Price] = Field(default_factory=dict)  # merged over DEFAULT_PRICES
 
     @field_validator("base_url")

@@ -54,8 +54,16 @@ def _scan(text: str, start: int) -> tuple[int | None, list[str], bool]:
     return None, stack, quote is not None
 
 
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SPACES = re.compile(r"\s*")
+
+
 def _normalise(text: str) -> str:
-    """Single-quoted strings to JSON strings, comments out, Python literals and bare keys fixed."""
+    """Single-quoted strings to JSON strings, comments out, Python literals and bare keys fixed.
+
+    One pass over the text (patterns match in place, nothing is re-sliced), so a megabyte of
+    hostile near-JSON costs milliseconds, not minutes.
+    """
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -75,18 +83,18 @@ def _normalise(text: str) -> str:
             i = j + 1
             continue
         if text.startswith("//", i) or ch == "#":
-            while i < n and text[i] != "\n":
-                i += 1
+            newline = text.find("\n", i)
+            i = n if newline < 0 else newline
             continue
-        match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text[i:])
+        match = _WORD.match(text, i)
         if match:
             word = match.group(0)
-            following = text[i + len(word):].lstrip()
-            if following.startswith(":"):
+            after = _SPACES.match(text, match.end()).end()
+            if text.startswith(":", after):
                 out.append(f'"{word}"')
             else:
                 out.append({"True": "true", "False": "false", "None": "null"}.get(word, word))
-            i += len(word)
+            i = match.end()
             continue
         out.append(ch)
         i += 1
@@ -111,7 +119,12 @@ class ParsedAnswer:
 
 
 def parse_json_answer(text: str) -> ParsedAnswer:
-    """The JSON value in a model answer, repaired where needed; raises Rejection otherwise."""
+    """The JSON value in a model answer, repaired where needed; raises Rejection otherwise.
+
+    Whatever the answer holds (JSON nested thousands deep, Python literals that cannot be built,
+    a megabyte of brackets), the outcome is a value or a Rejection, never another exception: the
+    raw answer is cached before parsing, so an exception here would fail every rerun the same way.
+    """
     if not text or not text.strip():
         raise Rejection("empty_answer")
     fenced = _FENCE.search(text)
@@ -123,21 +136,46 @@ def parse_json_answer(text: str) -> ParsedAnswer:
     end, _, _ = _scan(body, start)
     candidate = body[start : end + 1] if end is not None else body[start:]
     truncated = end is None
-    try:
-        return ParsedAnswer(json.loads(candidate), truncated)
-    except ValueError:
-        pass
-    repaired = _normalise(candidate)
-    if truncated:
-        repaired = _close(repaired)
-    try:
-        return ParsedAnswer(json.loads(repaired), truncated)
-    except ValueError:
-        pass
-    try:
-        return ParsedAnswer(ast.literal_eval(candidate), truncated)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise Rejection("truncated_json" if truncated else "not_json", repr(text[:80])) from None
+    if _nesting_depth(candidate) > MAX_NESTING:
+        raise Rejection("too_deep", f"JSON nested deeper than {MAX_NESTING} levels")
+    attempts = (
+        lambda: json.loads(candidate),
+        lambda: json.loads(_close(_normalise(candidate)) if truncated else _normalise(candidate)),
+        lambda: ast.literal_eval(candidate),
+    )
+    for attempt in attempts:
+        try:
+            return ParsedAnswer(attempt(), truncated)
+        except Exception:  # noqa: BLE001 - hostile text may break a parser in any way; try the next
+            continue
+    raise Rejection("truncated_json" if truncated else "not_json", repr(text[:80]))
+
+
+# Deeper than any answer our prompts ask for, and far below what recursive parsers survive.
+MAX_NESTING = 64
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest bracket nesting outside strings (a cheap scan, before any recursive parser)."""
+    depth = deepest = 0
+    quote: str | None = None
+    escaped = False
+    for ch in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "{[(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}])":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def _as_int(value: object) -> int | None:
@@ -160,7 +198,7 @@ def _field(value: object, name: str) -> object:
             return value[name]
         if len(value) == 1:  # one key under another name ({"connections": [...]})
             return next(iter(value.values()))
-        raise Rejection("wrong_schema", f"no {name!r} in {sorted(value)[:5]}")
+        raise Rejection("wrong_schema", f"no {name!r} in {sorted(map(str, value))[:5]}")
     return value
 
 
@@ -200,7 +238,9 @@ def validate_links(answer: ParsedAnswer, window_size: int, item_rejections: Coun
         else:
             try:
                 score = float(strength)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
+                score = 1.0
+            if score != score or score in (float("inf"), float("-inf")):  # nan, inf
                 score = 1.0
             links[index] = ParsedLink(index, " ".join(reason.split()), score)
     item_rejections.update(bad)
@@ -221,7 +261,25 @@ _NOT_SELF_CONTAINED = re.compile(
     r"|\baccording to (?:the )?(?:text|author|document|passage)\b",
     re.IGNORECASE,
 )
-_INSTRUCTIONS = re.compile(r"\b(?:ignore|disregard)\b.{0,30}\binstructions?\b|\bsystem prompt\b", re.IGNORECASE)
+# A question that speaks to the model instead of asking about the text: it obeyed (or passes on)
+# an instruction planted in a document. Commands count only in the imperative (at the start of a
+# clause), so "Why did the judge ignore the rules of evidence?" is still a question.
+_IMPERATIVE = r"(?:^|[.;:!?,]\s*|\b(?:and|then|please|now|so)\s+)"
+_INSTRUCTIONS = re.compile(
+    _IMPERATIVE + r"(?:ignore|disregard|forget|override|overrule|bypass|skip|abandon)\b.{0,40}"
+    r"\b(?:instructions?|rules?|prompts?|directions?|guidelines?|guidance|constraints?|orders?|polic(?:y|ies)|"
+    r"everything|anything|all)\b"
+    + "|" + _IMPERATIVE + r"(?:reply|respond|answer|say|print|output|write|type|return)\b.{0,25}"
+    r"\b(?:only|just|nothing but|exactly)\b"
+    r"|\b(?:can|could|will|would) you (?:please )?(?:reply|respond|say|print|output|write)\b.{0,25}"
+    r"\b(?:only|just|nothing but|exactly)\b"
+    r"|\b(?:system|developer|hidden|original|initial) (?:prompt|message|instructions?)\b"
+    r"|\b(?:will|would|do|can) you (?:comply|obey)\b"
+    r"|\byou (?:are|will be|must be) now\b|\bfrom now on,? you\b|\bpretend (?:to be|you are)\b"
+    r"|\b(?:jailbreak|jailbroken|pwned|developer mode|dan mode)\b|\bhacked:"
+    r"|\bas an (?:ai|a\.i\.|language model|llm)\b",
+    re.IGNORECASE,
+)
 
 
 def validate_question(answer: ParsedAnswer, max_words: int = 60) -> str:
