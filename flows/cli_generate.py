@@ -12,11 +12,6 @@ from typing import List, Optional
 import typer
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def generate(
     paths: Optional[List[str]] = typer.Argument(None, help="More input paths (so `--corpus a b c` works).", show_default=False),
     corpus: Optional[List[str]] = typer.Option(None, "--corpus", help="Input files, folders or globs (text, Markdown, HTML, JSONL, Parquet); `--corpus a b` or `--corpus a --corpus b`."),
@@ -31,13 +26,21 @@ def generate(
     config_file: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same settings; options given here override it."),
     llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint (with --generator llm)."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="Model name on that endpoint (with --generator llm)."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Publish even when chunks still wait for the LLM (a separate version, marked complete: false; not trained on by default)."),
+    repair: bool = typer.Option(False, "--repair", help="Rebuild the damaged shards of this (published) version in place, byte for byte."),
 ) -> None:
-    """Generate a training dataset from a corpus and publish it; prints the version id and its path."""
+    """Generate a training dataset from a corpus and publish it; prints the version id and its path.
+
+    Exit codes: 0 done; 1 nothing published (the line says why); 2 bad input or settings; 75 chunks
+    wait for the LLM (rerun later); 130/143 interrupted (rerun to resume).
+    """
     import logging
 
+    from flows.cli_errors import EXIT_FAILED, EXIT_PENDING, fail, interruptible, os_error_line
     from flows.runtime import resolve_data_root
     from generators.config import ConfigFileError, load_config
-    from generators.stage import GenerationError, run_generation
+    from generators.stage import EmptyDatasetError, GenerationError, PendingChunksError, repair_version, run_generation
+    from pipeline.store import StoreError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     overrides = {
@@ -51,11 +54,12 @@ def generate(
         "corpus_config.tokenizer": tokenizer,
         "llm.base_url": llm_base_url,
         "llm.model": llm_model,
+        "allow_partial": allow_partial or None,
     }
     try:
         config = load_config(config_file, overrides)
     except ConfigFileError as error:
-        _fail(str(error))
+        fail(str(error))
     from contextlib import nullcontext
 
     from generators.llm.client import LLMFatalError
@@ -69,16 +73,32 @@ def generate(
         try:
             api_key = resolve_api_key(config.llm, os.environ)
         except MissingAPIKeyError as error:
-            _fail(str(error))
+            fail(str(error))
         progress = show_llm_progress()  # live requests, failures, cache hits, tokens, cost (stderr)
     root = resolve_data_root(data)
     try:
-        with progress:
+        with interruptible(), progress:
+            if repair:
+                repaired = repair_version(config, root, api_key=api_key)
+                state = f"repaired {len(repaired.repaired)} shard file(s)" if repaired.repaired else "nothing to repair"
+                typer.echo(f"{repaired.path}: {state}; every shard now matches dataset.json", err=True)
+                typer.echo(f"path {repaired.path}")
+                return
             result = run_generation(config, root, api_key=api_key)
+    except PendingChunksError as error:
+        fail(str(error), EXIT_PENDING)
+    except EmptyDatasetError as error:
+        fail(str(error), EXIT_FAILED)
     except (GenerationError, ValueError, LLMFatalError) as error:  # LLMFatalError: bad key, model or URL
-        _fail(str(error))
+        fail(str(error))
+    except StoreError as error:  # another writer of the version, a damaged store
+        fail(str(error), EXIT_FAILED)
+    except OSError as error:  # a full disk, a read-only folder
+        fail(os_error_line(error, root), EXIT_FAILED)
     counts = result.manifest.get("counts", {})
     state = "published" if result.newly_published else "already published"
+    if not result.manifest.get("complete", True):
+        state += f" as a PARTIAL version ({sum(result.manifest['pending_chunks'].values())} chunks pending)"
     typer.echo(
         f"{result.name} {result.version} {state}: {counts.get('examples', 0)} examples from "
         f"{counts.get('chunks', 0)} chunks of {counts.get('documents', 0)} documents",

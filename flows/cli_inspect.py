@@ -17,23 +17,29 @@ def inspect(
     verify: bool = typer.Option(False, "--verify", help="Check every shard's sha256 against the manifest, then every row."),
 ) -> None:
     """Show what a generated dataset holds."""
+    from pipeline.store import StoreError
+    from schemas import SchemaError
+
+    try:
+        _show(dataset, data, as_json, sample, full, verify)
+    except (StoreError, SchemaError) as error:  # a damaged or unreadable shard names its file
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _show(dataset: str, data: Optional[Path], as_json: bool, sample: int, full: bool, verify: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from flows.runtime import resolve_data_root
     from pipeline.inspect import dataset_stats, render_example, sample_examples
-    from pipeline.store import StoreError, open_dataset
-    from schemas import SchemaError
+    from pipeline.store import open_dataset
 
-    try:
-        ds = open_dataset(dataset, data_root=resolve_data_root(str(data) if data else None))
-        if verify:
-            ds.verify()
-            ds.validate_rows()
-        stats = dataset_stats(ds)
-    except (StoreError, SchemaError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    ds = open_dataset(dataset, data_root=resolve_data_root(str(data) if data else None))
+    if verify:
+        ds.verify()
+        ds.validate_rows()
+    stats = dataset_stats(ds)
     if as_json:
         stats["samples"] = sample_examples(ds, sample) if sample else []
         typer.echo(json.dumps(stats, indent=2, ensure_ascii=False))

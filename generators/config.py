@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from generators.llm.config import LLMConfig
 from pipeline.config import CorpusConfig
@@ -80,6 +80,18 @@ class GenerateConfig(BaseModel):
     passage: PassageMethodConfig = Field(default_factory=PassageMethodConfig)
     offline: OfflineConfig = Field(default_factory=OfflineConfig)
     llm: LLMConfig | None = None
+    # Publish even when chunks still wait for the LLM (a request given up on for a transient
+    # reason). Such a version has its own id, says complete: false, and is not trained on by default.
+    allow_partial: bool = Field(False, description="publish with chunks still pending (complete: false)")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        from pipeline.store import is_valid_name
+
+        if not is_valid_name(value):
+            raise ValueError("use 1 to 100 letters, digits, '.', '_' and '-', starting with a letter or digit")
+        return value
 
     @model_validator(mode="after")
     def _llm_needs_settings(self) -> "GenerateConfig":
@@ -99,7 +111,9 @@ def version_config(config: GenerateConfig) -> dict:
     from pipeline.corpus import content_key, fingerprint_inputs
     from pipeline.tokenize import tokenizer_identity
 
-    fields = config.model_dump(mode="json", exclude={"corpus", "concurrency", "llm", "offline"})
+    fields = config.model_dump(mode="json", exclude={"corpus", "concurrency", "llm", "offline", "allow_partial"})
+    if config.allow_partial:  # a partial version never takes the id (and the place) of the complete one
+        fields["allow_partial"] = True
     corpus_fields = fields["corpus_config"]
     corpus_fields["tokenizer"] = tokenizer_identity(config.corpus_config.tokenizer)
     if config.corpus_config.decontaminate:  # the evaluation documents by content, like the corpus
@@ -160,6 +174,8 @@ def load_config(yaml_path: Path | str | None = None, overrides: Mapping[str, Any
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigFileError(f"{path}: the config file must be a mapping of settings, got {type(loaded).__name__}")
+        if {"config", "version", "shards"} <= loaded.keys():  # a version's dataset.json: its resolved config
+            loaded = loaded["config"]
         data = loaded
     for key, value in (overrides or {}).items():
         if value is None:

@@ -34,6 +34,8 @@ class ChunkOutcome:
     example: Example | None = None
     links: list[Link] = field(default_factory=list)
     drop_reason: str | None = None
+    # Set when the back end could not answer yet (``Pending``): the chunk waits for a rerun.
+    pending_reason: str | None = None
     anchors_tried: int = 0
     anchors_without_link: int = 0
 

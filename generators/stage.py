@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 from collections import Counter, deque
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -25,9 +27,12 @@ from pathlib import Path
 
 from generators.config import GenerateConfig, version_config
 from generators.graph import graph_diagnostics, graph_links, link_graph
+from generators.base import Pending
 from generators.methods import ChunkOutcome, generate_for_chunk
 from pipeline.drops import Drops
-from pipeline.store import DatasetWriter, ShardWriter, VersionStaging, published_version, version_id
+from pipeline.store import (
+    DatasetLockedError, DatasetWriter, ShardWriter, VersionStaging, file_sha256, published_version, shard_name, version_id,
+)
 from schemas import records_to_table
 
 log = logging.getLogger("linkscan")
@@ -37,6 +42,44 @@ ARTIFACTS = ("documents", "chunks", "links", "examples")
 
 class GenerationError(RuntimeError):
     """The stage cannot run as asked; the message says what to change."""
+
+
+class EmptyDatasetError(GenerationError):
+    """The run would publish no examples; the message names why (no inputs, every document or
+    chunk dropped, with the top reasons). Nothing is published."""
+
+
+class PendingChunksError(GenerationError):
+    """Chunks wait for a back end that could not answer yet (an LLM server down, busy or slow).
+
+    Nothing is published: rerunning the same command retries only the requests that failed, since
+    every answer received is in the response cache. ``pending`` counts the chunks by reason.
+    Transient, so an orchestrator's retries apply.
+    """
+
+    transient = True
+
+    def __init__(self, name: str, version: str, pending: dict[str, int], shards: list[int]) -> None:
+        self.name, self.version = name, version
+        self.pending = dict(sorted(pending.items()))
+        self.shards = sorted(shards)
+        waiting = sum(self.pending.values())
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in self.pending.items())
+        super().__init__(
+            f"{name} version {version}: {waiting} chunk(s) in shard(s) {', '.join(map(str, self.shards))} wait for "
+            f"the LLM ({reasons}); nothing was published. Rerun the same command to retry only those "
+            "(answers already received come from the cache)"
+        )
+
+    def __reduce__(self):  # picklable for Dask and Ray workers
+        return (type(self), (self.name, self.version, self.pending, self.shards))
+
+    @classmethod
+    def combine(cls, errors: list["PendingChunksError"]) -> "PendingChunksError":
+        pending: Counter = Counter()
+        for error in errors:
+            pending.update(error.pending)
+        return cls(errors[0].name, errors[0].version, dict(pending), [s for e in errors for s in e.shards])
 
 
 @dataclass(frozen=True)
@@ -102,6 +145,7 @@ def plan_generation(config: GenerateConfig, data_root: Path | str, *, api_key: s
         files = list_inputs(config.corpus)
     except ValueError as error:
         raise GenerationError(str(error)) from None
+    _check_tokenizer(config.corpus_config.tokenizer)  # before any folder or lock is made for the version
     fingerprints = fingerprint_inputs(config.corpus)
     version = version_id(version_config(config), content_key(fingerprints))
     published = published_version(data_root, config.name, version)
@@ -115,6 +159,15 @@ def plan_generation(config: GenerateConfig, data_root: Path | str, *, api_key: s
         already_published=str(published) if published else None,
         api_key=api_key,
     )
+
+
+def _check_tokenizer(name_or_path: str) -> None:
+    from pipeline.tokenize import load_tokenizer
+
+    try:
+        load_tokenizer(name_or_path)
+    except (OSError, ValueError) as error:
+        raise GenerationError(f"corpus_config.tokenizer: {error}") from None
 
 
 def _shard_key(index: int) -> str:
@@ -132,6 +185,7 @@ class _ShardResult:
     positives: Counter = field(default_factory=Counter)  # positives per example -> examples
     link_distances: Counter = field(default_factory=Counter)
     sources: Counter = field(default_factory=Counter)
+    pending: Counter = field(default_factory=Counter)  # chunks waiting for the back end, by reason
 
     def add_document(self, document, chunks, outcomes: list[ChunkOutcome]) -> None:
         self.counts["documents"] += 1
@@ -143,6 +197,9 @@ class _ShardResult:
         examples = []
         links = []
         for outcome in outcomes:
+            if outcome.pending_reason is not None:  # neither a drop nor an example: it waits
+                self.pending[outcome.pending_reason] += 1
+                continue
             links.extend(outcome.links)
             self.counts["anchors_tried"] += outcome.anchors_tried
             self.counts["anchors_without_link"] += outcome.anchors_without_link
@@ -181,9 +238,12 @@ async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer,
 
     async def one(chunk) -> ChunkOutcome:
         async with semaphore:
-            return await generate_for_chunk(
-                chunk, backend, tokenizer, config.method, config.link, config.passage, config.seed
-            )
+            try:
+                return await generate_for_chunk(
+                    chunk, backend, tokenizer, config.method, config.link, config.passage, config.seed
+                )
+            except Pending as waiting:
+                return ChunkOutcome(pending_reason=waiting.reason)
 
     # Back ends that weigh terms over a whole document (offline) see each document first.
     prepare_document = getattr(backend, "prepare_document", None)
@@ -198,7 +258,7 @@ async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer,
 
     pending: deque = deque()
     in_flight = 0
-    for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops):
+    for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops, listed=True):
         if prepare_document is not None:
             prepare_document(chunks)
         pending.append((document, chunks, asyncio.gather(*(one(c) for c in chunks))))
@@ -255,6 +315,9 @@ def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = No
         writers = {a: files.enter_context(staging.shard_writer(a, index, plan.num_shards)) for a in ARTIFACTS}
         result = _ShardResult(writers=writers)
         llm_stats = _run_backend(plan, inputs, result, api_key or plan.api_key)
+        if result.pending and not plan.config.allow_partial:
+            # Raised inside the block: the shard's temporary files are removed, nothing is renamed.
+            raise PendingChunksError(plan.name, plan.version, dict(result.pending), [index])
     stats = {
         "shard": index,
         "inputs": inputs,
@@ -264,6 +327,7 @@ def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = No
         "positives_histogram": {str(k): v for k, v in sorted(result.positives.items())},
         "link_distances": {str(k): v for k, v in sorted(result.link_distances.items())},
         "sources": dict(sorted(result.sources.items())),
+        "pending_chunks": dict(sorted(result.pending.items())),
         "llm": llm_stats,
     }
     staging.save_stats(_shard_key(index), stats)
@@ -326,7 +390,12 @@ def aggregate_stats(plan: GenerationPlan, shard_stats: list[dict]) -> dict:
         from generators.llm.backend import merge_llm_stats
 
         llm = merge_llm_stats(llm_parts)
+    pending = _sum_counters([s.get("pending_chunks") or {} for s in shard_stats])
     return {
+        # False only for a version published with allow_partial while chunks still waited for the
+        # back end; nothing downstream trains on such a version unless asked to.
+        "complete": not pending,
+        "pending_chunks": pending,
         "method": config.method,
         "generator": config.generator if config.generator == "offline" else f"llm:{config.llm.model}",
         "prompt_version": _prompt_version(config),
@@ -384,8 +453,28 @@ def _publish_with(writer: DatasetWriter, plan: GenerationPlan) -> Path:
             "run generate_shard for them (or run_generation, which resumes) before publishing"
         )
     fields = aggregate_stats(plan, shard_stats)
+    if not fields["counts"]["examples"]:
+        raise EmptyDatasetError(f"{plan.name} version {plan.version}: {_why_empty(fields)}; nothing was published")
     card = render_card(plan.name, plan.version, plan.config.model_dump(mode="json"), plan.fingerprints, fields)
     return writer.publish(fields, card)
+
+
+def _why_empty(fields: dict) -> str:
+    """One line on why a run gave no examples, with the top drop reasons."""
+    counts, drops = fields["counts"], fields["drop_reasons"]
+
+    def top(reasons: dict) -> str:
+        ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:3]
+        return ", ".join(f"{reason}: {n}" for reason, n in ranked)
+
+    corpus_drops = {r: n for r, n in drops.items() if not r.startswith("no_example:")}
+    if not counts["documents"]:
+        if not corpus_drops:
+            return "0 examples: no documents were read from the inputs (check --corpus and text_field)"
+        return f"0 examples: every document was dropped ({top(corpus_drops)})"
+    chunk_drops = {r.removeprefix("no_example:"): n for r, n in drops.items() if r.startswith("no_example:")}
+    return (f"0 examples: none of the {counts['chunks']} chunks of {counts['documents']} documents gave one "
+            f"({top(chunk_drops) or 'no reason recorded'})")
 
 
 def _writer(plan: GenerationPlan) -> DatasetWriter:
@@ -419,11 +508,86 @@ def run_generation(config: GenerateConfig, data_root: Path | str, *, api_key: st
     newly = False
     if plan.already_published:
         path = Path(plan.already_published)
+        repair_latest(plan)
     else:
         with _writer(plan) as writer:
-            for index in range(plan.num_shards):
-                generate_shard(plan, index)
+            waiting = []
+            for index in range(plan.num_shards):  # every shard, so one outage leaves all the rest cached
+                try:
+                    generate_shard(plan, index)
+                except PendingChunksError as error:
+                    waiting.append(error)
+            if waiting:
+                raise PendingChunksError.combine(waiting)
             path = _publish_with(writer, plan)
             newly = True
     manifest = json.loads((path / MANIFEST).read_text())
     return GenerationResult(plan.name, plan.version, path, manifest, newly)
+
+
+def repair_latest(plan: GenerationPlan) -> None:
+    """Point LATEST at this published version when its publication was cut off before LATEST was
+    written (a kill, a full disk), or LATEST names no published version; otherwise leave it."""
+    try:
+        with _writer(plan):  # entering a published version's writer finishes its publication
+            pass
+    except DatasetLockedError:
+        pass  # its holder finishes it
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    path: Path
+    repaired: list[str]  # shard files rewritten, relative to the version folder
+
+
+def repair_version(config: GenerateConfig, data_root: Path | str, *, api_key: str | None = None) -> RepairResult:
+    """Rebuild exactly the damaged shards of a published version, in place.
+
+    Every shard is checked against the manifest (size and sha256); the shard groups with a bad or
+    missing file are generated again (the LLM's answers come from the cache) and each rebuilt
+    file replaces the damaged one only when its sha256 is the manifest's, so the repaired version
+    is byte for byte the one that was published.
+    """
+    import dataclasses
+
+    from pipeline.store import Dataset, damaged_shards
+
+    plan = plan_generation(config, data_root, api_key=api_key)
+    if not plan.already_published:
+        raise GenerationError(
+            f"{plan.name} version {plan.version} is not published (with these inputs and settings); "
+            "nothing to repair: run the same command without --repair to generate it"
+        )
+    dataset = Dataset(Path(plan.already_published))
+    bad = damaged_shards(dataset)
+    if not bad:
+        return RepairResult(dataset.path, [])
+    by_file = {shard["file"]: shard for shard in dataset.manifest["shards"]}
+    indices = sorted({_shard_index(file) for file in bad})
+    rebuild = dataclasses.replace(plan, already_published=None)
+    with _writer(plan) as writer:
+        staging = writer.staging
+        for index in indices:
+            for artifact in ARTIFACTS:  # start the group afresh in the staging folder
+                relative = shard_name(artifact, index, plan.num_shards)
+                (staging.dir / relative).unlink(missing_ok=True)
+            (staging.dir / ".stats" / f"{_shard_key(index)}.json").unlink(missing_ok=True)
+            generate_shard(rebuild, index)
+        for relative in bad:
+            rebuilt = staging.dir / relative
+            if file_sha256(rebuilt) != by_file[relative]["sha256"]:
+                raise GenerationError(
+                    f"{dataset.path / relative}: the rebuilt shard differs from the one published (the code, the "
+                    "tokenizer or the LLM's answers changed since); generate a new version instead"
+                )
+        for relative in bad:
+            os.replace(staging.dir / relative, dataset.path / relative)
+        shutil.rmtree(staging.dir, ignore_errors=True)
+    dataset.verify()
+    return RepairResult(dataset.path, bad)
+
+
+def _shard_index(relative: str) -> int:
+    """3 from 'data/train-00003-of-00008.parquet'."""
+    return int(Path(relative).name.rsplit("-of-", 1)[0].rsplit("-", 1)[1])

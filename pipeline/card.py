@@ -33,9 +33,17 @@ def render_card(name: str, version: str, config: dict, fingerprints: dict, field
     labels = fields.get("labels", {})
     graph = fields.get("diagnostics", {}).get("link_graph", {})
     method = fields.get("method", config.get("method", "link"))
+    pending = fields.get("pending_chunks") or {}
+    partial = [] if fields.get("complete", True) else [
+        f"**Partial version**: {sum(pending.values()):,} chunk(s) still waited for the LLM when it was "
+        f"published with allow_partial ({', '.join(f'{k}: {v:,}' for k, v in pending.items())}). "
+        "Training does not use it unless asked to; rerun without allow_partial for the complete version.",
+        "",
+    ]
     lines = [
         f"# {name} (version {version})",
         "",
+        *partial,
         "Synthetic training data for single-pass long-document retrievers (linkscan). Each example is "
         "a question followed by one whole chunk of a document; the units (sentences merged to at least "
         f"{config.get('corpus_config', {}).get('min_unit_tokens', 20)} tokens) that answer it are labelled 1, "

@@ -8,10 +8,11 @@ Everything streams: one document is in memory at a time (plus the set of seen co
 """
 from __future__ import annotations
 
+import fnmatch
 import functools
-import glob
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -37,33 +38,99 @@ _GLOB_CHARS = frozenset("*?[")
 def list_inputs(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Input files from files, folders (searched recursively for supported formats) and globs; sorted.
 
-    A path that matches nothing is logged and kept, so reading it counts it as ``unreadable``;
-    raises ValueError when nothing at all is given.
+    Each real file is listed once, however many paths or symbolic links reach it (by its resolved
+    path), symbolic-link loops end, and a name that is a file is taken as it is, even when it
+    holds glob characters (``doc[1].jsonl``). Hidden files and folders are skipped. Every path
+    given must exist, every folder hold a corpus file and every pattern match one: a typo raises
+    ValueError naming it, instead of a run that reads nothing.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    found: set[Path] = set()
-    for item in paths:
-        text = str(item)
-        if _GLOB_CHARS & set(text):
-            matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
-            if not matches:
-                log.warning("%s: no files match this pattern", text)
-            found.update(matches)
-        elif Path(text).is_dir():
-            for path in Path(text).rglob("*"):
-                if path.is_file() and not path.name.startswith(".") and format_of(path) is not None:
-                    found.add(path)
+    items = [str(item) for item in paths]
+    if not items:
+        raise ValueError(f"no corpus given; give files, folders or globs of {', '.join(FORMATS)}")
+    found: dict[str, Path] = {}
+    for text in items:
+        path = Path(text).expanduser()
+        if path.is_file():
+            candidates = [path]
+        elif path.is_dir():
+            candidates = [f for f in _walk_files(path) if format_of(f) is not None]
+            if not candidates:
+                raise ValueError(f"{text}: the folder holds no corpus files ({', '.join(FORMATS)})")
+        elif _GLOB_CHARS & set(text):
+            candidates = _glob_files(text)
+            if not candidates:
+                raise ValueError(f"{text}: no files match this pattern")
         else:
-            if not Path(text).exists():
-                log.warning("%s: no such file or folder", text)
-            found.add(Path(text))
-    if not found:
-        raise ValueError(
-            f"no corpus files found in {', '.join(map(str, paths)) or 'an empty path list'}; "
-            f"give files, folders or globs of {', '.join(FORMATS)}"
-        )
-    return sorted(found)
+            raise ValueError(f"{text}: no such file or folder (check the corpus path)")
+        for candidate in sorted(candidates):
+            found.setdefault(os.path.realpath(candidate), candidate)
+    return sorted(found.values())
+
+
+def _walk_files(folder: Path) -> Iterator[Path]:
+    """Every non-hidden file under ``folder``, following symbolic links, each folder entered once."""
+    seen: set[tuple[int, int]] = set()
+    for current, dirnames, filenames in os.walk(folder, followlinks=True):
+        stat = os.stat(current)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(current) / name
+            if not name.startswith(".") and path.is_file():
+                yield path
+
+
+def _glob_files(pattern: str) -> list[Path]:
+    """The files a glob matches (``*``, ``?``, ``[...]`` within a name, ``**`` across folders), with
+    glob's rule that wildcards skip hidden names; ``**`` enters each real folder once, so
+    symbolic-link loops end."""
+    parts = Path(pattern).expanduser().parts
+    literal = next((i for i, part in enumerate(parts) if _GLOB_CHARS & set(part)), len(parts))
+    root = Path(*parts[:literal]) if literal else Path(".")
+    matches: list[Path] = []
+    expanded: set[tuple[tuple[int, int], tuple[str, ...]]] = set()
+
+    def visit(folder: Path, rest: tuple[str, ...]) -> None:
+        try:
+            stat = folder.stat()
+        except OSError:
+            return
+        state = ((stat.st_dev, stat.st_ino), rest)
+        if state in expanded:  # this real folder was matched against this pattern tail already
+            return
+        expanded.add(state)
+        head, tail = rest[0], rest[1:]
+        if head == "**":
+            if tail:
+                visit(folder, tail)
+            for child in _children(folder, head):
+                if child.is_dir():
+                    visit(child, rest)
+            return
+        for child in _children(folder, head):
+            if not fnmatch.fnmatchcase(child.name, head):
+                continue
+            if tail and child.is_dir():
+                visit(child, tail)
+            elif not tail and child.is_file():
+                matches.append(child)
+
+    if literal < len(parts) and root.is_dir():
+        visit(root, parts[literal:])
+    return matches
+
+
+def _children(folder: Path, pattern: str) -> list[Path]:
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [folder / name for name in names if pattern.startswith(".") or not name.startswith(".")]
 
 
 def fingerprint_inputs(paths: str | Path | Iterable[str | Path]) -> dict:
@@ -90,15 +157,17 @@ def content_key(fingerprints: dict) -> dict:
 
 
 def iter_documents(
-    paths: str | Path | Iterable[str | Path], config: CorpusConfig, drops: Drops
+    paths: str | Path | Iterable[str | Path], config: CorpusConfig, drops: Drops, *, listed: bool = False
 ) -> Iterator[Document]:
     """Cleaned, language-filtered, exact-deduplicated documents, streamed in input order.
 
     ``doc_id`` is the first 16 hex digits of the SHA-256 of the cleaned text, so the same text
-    gets the same id in any corpus; a second copy is dropped as ``duplicate``.
+    gets the same id in any corpus; a second copy is dropped as ``duplicate``. ``listed`` says
+    ``paths`` are the files themselves, as ``list_inputs`` gave them (a shard's inputs): they are
+    read as named, never expanded again.
     """
     seen: set[bytes] = set()
-    for path in list_inputs(paths):
+    for path in (map(Path, paths) if listed else list_inputs(paths)):
         for raw in read_documents(path, config, drops):
             text, title = raw.text, raw.title
             if looks_like_html(text):
@@ -177,10 +246,10 @@ def document_chunks(
 
 def build_decontamination_index(paths: Sequence[str | Path], ngram: int) -> NgramIndex:
     """The n-gram index of the evaluation documents in ``paths`` (any corpus format), cached."""
-    files = list_inputs(paths)
-    missing = [str(path) for path in files if not path.is_file()]
-    if missing:
-        raise FileNotFoundError(f"decontaminate: {', '.join(missing)} not found (fix the decontaminate paths)")
+    try:
+        files = list_inputs(paths)
+    except ValueError as error:
+        raise FileNotFoundError(f"decontaminate: {error} (fix the decontaminate paths)") from None
     return _cached_index(index_cache_key(files), ngram)
 
 
@@ -201,16 +270,17 @@ def _cached_index(key: tuple, ngram: int) -> NgramIndex:
 
 
 def corpus_to_chunks(
-    paths: str | Path | Iterable[str | Path], config: CorpusConfig, drops: Drops
+    paths: str | Path | Iterable[str | Path], config: CorpusConfig, drops: Drops, *, listed: bool = False
 ) -> Iterator[tuple[Document, list[Chunk]]]:
     """Every kept document with its chunks: read, clean, filter, dedupe, segment, chunk, decontaminate.
 
-    A document left with no chunks is not yielded and is counted as ``no_chunks``.
+    A document left with no chunks is not yielded and is counted as ``no_chunks``; ``listed`` as
+    in ``iter_documents``.
     """
     tokenizer = load_tokenizer(config.tokenizer)
     segmenter = Segmenter(config, tokenizer)
     index = build_decontamination_index(config.decontaminate, config.decontamination_ngram) if config.decontaminate else None
-    for document in iter_documents(paths, config, drops):
+    for document in iter_documents(paths, config, drops, listed=listed):
         chunks = document_chunks(document, config, segmenter, drops=drops)
         if index is not None:
             kept = []

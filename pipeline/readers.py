@@ -68,12 +68,13 @@ def decode_bytes(data: bytes, encoding: str | None) -> tuple[str, str | None]:
             raise DecodeError("not_decodable", f"not {encoding} ({error}); fix the encoding setting") from None
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16"), "utf-16"
+    # NUL is valid UTF-8 but never text: a file of NULs (a sparse or zeroed file) is binary.
+    if b"\x00" in data[:_BINARY_SNIFF_BYTES]:
+        raise DecodeError("binary", "binary file (NUL bytes); not a text document")
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as error:
         first_bad = error.start
-    if b"\x00" in data[:_BINARY_SNIFF_BYTES]:
-        raise DecodeError("binary", "binary file (NUL bytes); not a text document")
     from charset_normalizer import from_bytes
 
     matches = list(from_bytes(data))

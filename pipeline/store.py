@@ -38,7 +38,10 @@ LATEST = "LATEST"
 # a split go to data/<split>-00000-of-00008.parquet, following Hugging Face conventions.
 _ARTIFACT_DIRS = {"examples": "data", "chunks": "chunks", "links": "links", "documents": "documents"}
 _ROW_GROUP_ROWS = {"examples": 128, "chunks": 256, "links": 65536, "documents": 256}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Dataset names and version ids: one path component, no dot first (so never "." or ".."), no
+# trailing newline (fullmatch), short enough for every file system.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_PUBLISHING = ".publishing-"  # <name>/.publishing-<version>: a publication that may not have reached LATEST
 
 
 class StoreError(RuntimeError):
@@ -105,9 +108,16 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
     os.replace(tmp, path)
 
 
+def is_valid_name(name: str) -> bool:
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
+
+
 def dataset_dir(data_root: Path | str, name: str) -> Path:
-    if not _NAME_RE.match(name):
-        raise StoreError(f"dataset name {name!r}: use letters, digits, '.', '_' and '-' only")
+    if not is_valid_name(name):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise StoreError(
+            f"dataset name {shown!r}: use 1 to 100 letters, digits, '.', '_' and '-', starting with a letter or digit"
+        )
     return Path(data_root) / "datasets" / name
 
 
@@ -183,7 +193,12 @@ class VersionStaging:
 
 
 class _file_lock:
-    """An exclusive advisory lock on a file, refused at once (not waited for) when held."""
+    """An exclusive advisory lock on a file, refused at once (not waited for) when held.
+
+    The file is removed on release, so a finished or failed run leaves no lock file behind. That is
+    safe because a taker checks, once it holds the lock, that the name still points at the file it
+    locked (a releaser may have removed it meanwhile), and starts again if not.
+    """
 
     def __init__(self, path: Path, what: str) -> None:
         self.path = path
@@ -191,23 +206,39 @@ class _file_lock:
         self.fd: int | None = None
 
     def __enter__(self) -> "_file_lock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise DatasetLockedError(
-                f"{self.what} is being written by another process (pid {holder}); "
-                "wait for it to finish, or stop it and rerun to resume"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise DatasetLockedError(
+                    f"{self.what} is being written by another process (pid {holder}); "
+                    "wait for it to finish, or stop it and rerun to resume"
+                ) from None
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and current.st_ino == os.fstat(fd).st_ino:
+                break
+            os.close(fd)  # the releaser removed the file we locked: lock the new one
         self.fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)  # who holds it, for the refusal message
+        except OSError:  # a full disk: give the lock up again, leaving no file behind
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self.fd is not None:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
@@ -266,14 +297,21 @@ class ShardWriter:
     def __exit__(self, exc_type, *exc_info: object) -> None:
         try:
             if exc_type is None:
-                self._flush(final=True)
-            self._writer.close()
-            if exc_type is None:
-                with open(self._tmp, "rb") as handle:
-                    os.fsync(handle.fileno())
-                os.replace(self._tmp, self.path)
-                _fsync_dir(self.path.parent)
+                try:
+                    self._flush(final=True)
+                    self._writer.close()
+                    with open(self._tmp, "rb") as handle:
+                        os.fsync(handle.fileno())
+                    os.replace(self._tmp, self.path)
+                    _fsync_dir(self.path.parent)
+                except BaseException:
+                    self._tmp.unlink(missing_ok=True)
+                    raise
             else:
+                try:
+                    self._writer.close()
+                except Exception:  # the file is thrown away; its own error (a full disk) adds nothing
+                    pass
                 self._tmp.unlink(missing_ok=True)
         finally:
             self._lock.__exit__(None, None, None)
@@ -317,9 +355,19 @@ class DatasetWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock.__enter__()
         self._locked = True
-        if not self.is_published:
+        if self.is_published:
+            self._repair_latest()
+        else:
             self.staging.dir.mkdir(parents=True, exist_ok=True)
         return self
+
+    def _repair_latest(self) -> None:
+        """Finish a publication cut off between the rename and LATEST (a kill, a full disk): its
+        journal entry is still there, or LATEST is missing or holds something that is no version."""
+        journal = self.root / f"{_PUBLISHING}{self.version}"
+        if journal.exists() or read_latest(self.root) is None:
+            _atomic_write_bytes(self.root / LATEST, f"{self.version}\n".encode())
+        journal.unlink(missing_ok=True)
 
     def __exit__(self, *exc_info: object) -> None:
         self._lock.__exit__(*exc_info)
@@ -364,17 +412,22 @@ class DatasetWriter:
             "shards": [asdict(s) for s in shards],
         }
         staging = self.staging.dir
-        for lock_file in staging.rglob(".*.lock"):
-            lock_file.unlink()
         _atomic_write_bytes(staging / CARD, card.encode())
         _atomic_write_bytes(
             staging / MANIFEST,
             json.dumps(manifest, indent=2, ensure_ascii=False, default=str).encode() + b"\n",
         )
         _fsync_dir(staging)
+        journal = self.root / f"{_PUBLISHING}{self.version}"
+        journal.touch()
+        if self.final_dir.exists():  # a version folder whose manifest was lost: replace it whole
+            damaged = self.root / ".partial" / f".damaged-{self.version}-{os.getpid()}"
+            os.replace(self.final_dir, damaged)
+            shutil.rmtree(damaged, ignore_errors=True)
         os.replace(staging, self.final_dir)
         _fsync_dir(self.root)
         _atomic_write_bytes(self.root / LATEST, f"{self.version}\n".encode())
+        journal.unlink()
         return self.final_dir
 
 
@@ -430,27 +483,14 @@ class Dataset:
         return sum(s["rows"] for s in self.manifest["shards"] if s["artifact"] == artifact)
 
     def verify(self) -> None:
-        """Check every shard against the manifest's sha256 and size; raise ChecksumError on mismatch."""
-        for shard in self.manifest["shards"]:
-            path = self.path / shard["file"]
-            if not path.is_file():
-                raise ChecksumError(f"{path}: listed in {MANIFEST} but missing")
-            if path.stat().st_size != shard["bytes"]:
-                raise ChecksumError(
-                    f"{path}: {path.stat().st_size} bytes, the manifest says {shard['bytes']} "
-                    "(the shard is corrupt or was changed; regenerate this version)"
-                )
-            actual = file_sha256(path)
-            if actual != shard["sha256"]:
-                raise ChecksumError(
-                    f"{path}: sha256 {actual[:16]}... does not match the manifest's {shard['sha256'][:16]}... "
-                    "(the shard is corrupt or was changed; regenerate this version)"
-                )
-        listed = {shard["file"] for shard in self.manifest["shards"]}
-        for folder in sorted(set(_ARTIFACT_DIRS.values())):
-            for path in sorted((self.path / folder).glob("*.parquet")):
-                if f"{folder}/{path.name}" not in listed:
-                    raise ChecksumError(f"{path}: not listed in {MANIFEST}; it is not part of version {self.version}")
+        """Check every shard against the manifest's size and sha256; raise ChecksumError naming the
+        first bad file and how to repair it."""
+        problems = shard_problems(self)
+        if problems:
+            path, problem = problems[0]
+            more = f" ({len(problems) - 1} more bad file(s))" if len(problems) > 1 else ""
+            hint = "move it out of the version folder" if problem.startswith("not listed") else REPAIR_HINT
+            raise ChecksumError(f"{path}: {problem}{more}; {hint}")
 
     def validate_rows(self, batch_size: int = 256) -> int:
         """Read every shard whole and check each row's invariants (sentence ends, unit indices,
@@ -489,13 +529,54 @@ class Dataset:
         return pa.Table.from_batches(batches)
 
 
+REPAIR_HINT = (
+    "repair the version in place with `linkscan generate --repair --config <version folder>/dataset.json` "
+    "(it rebuilds exactly the bad shards)"
+)
+
+
+def shard_problems(dataset: Dataset) -> list[tuple[Path, str]]:
+    """Every shard file that does not match the manifest (missing, size, sha256), and every
+    Parquet file in the version that the manifest does not list, with what is wrong."""
+    problems = []
+    for shard in dataset.manifest["shards"]:
+        path = dataset.path / shard["file"]
+        if not path.is_file():
+            problems.append((path, f"listed in {MANIFEST} but missing"))
+        elif path.stat().st_size != shard["bytes"]:
+            problems.append((path, f"{path.stat().st_size} bytes, the manifest says {shard['bytes']} (corrupt or changed)"))
+        elif (actual := file_sha256(path)) != shard["sha256"]:
+            problems.append((path, f"sha256 {actual[:16]}... does not match the manifest's {shard['sha256'][:16]}... "
+                                   "(corrupt or changed)"))
+    listed = {shard["file"] for shard in dataset.manifest["shards"]}
+    for folder in sorted(set(_ARTIFACT_DIRS.values())):
+        for path in sorted((dataset.path / folder).glob("*.parquet")):
+            if f"{folder}/{path.name}" not in listed:
+                problems.append((path, f"not listed in {MANIFEST}; it is not part of version {dataset.version}"))
+    return problems
+
+
+def damaged_shards(dataset: Dataset) -> list[str]:
+    """The manifest's shard files (relative paths) that are missing or do not match it."""
+    listed = {shard["file"] for shard in dataset.manifest["shards"]}
+    return sorted(str(path.relative_to(dataset.path)) for path, _ in shard_problems(dataset)
+                  if str(path.relative_to(dataset.path)) in listed)
+
+
 def iter_shard(
     path: Path, artifact: str, columns: Sequence[str] | None = None, batch_size: int = 256
 ) -> Iterator[pa.RecordBatch]:
-    """Stream one shard after checking its schema (a wrong schema names the file and the field)."""
-    parquet = pq.ParquetFile(path)
+    """Stream one shard after checking its schema (a wrong schema names the file and the field;
+    a file that is no readable Parquet raises StoreError naming it)."""
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise StoreError(f"{path}: not a readable Parquet shard ({error}); {REPAIR_HINT}") from None
     check_schema(parquet.schema_arrow, artifact, source=str(path))
-    yield from parquet.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None)
+    try:
+        yield from parquet.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None)
+    except (pa.ArrowException, OSError) as error:
+        raise StoreError(f"{path}: the shard cannot be read to its end ({error}); {REPAIR_HINT}") from None
 
 
 def list_versions(data_root: Path | str, name: str) -> list[str]:
@@ -505,9 +586,40 @@ def list_versions(data_root: Path | str, name: str) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file())
 
 
+def read_latest(name_dir: Path) -> str | None:
+    """The version LATEST names, if it names a published version of this dataset; else None.
+
+    Whatever the file holds (binary, a path such as ``../other``, a deleted version), it is never
+    followed outside the dataset folder."""
+    try:
+        with open(name_dir / LATEST, "rb") as handle:
+            raw = handle.read(256)
+    except OSError:
+        return None
+    try:
+        version = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None
+    if not is_valid_name(version) or not (name_dir / version / MANIFEST).is_file():
+        return None
+    return version
+
+
 def latest_version(data_root: Path | str, name: str) -> str | None:
-    latest = dataset_dir(data_root, name) / LATEST
-    return latest.read_text().strip() if latest.is_file() else None
+    return read_latest(dataset_dir(data_root, name))
+
+
+def _latest_dataset(name_dir: Path) -> Dataset:
+    version = read_latest(name_dir)
+    if version is None:
+        versions = sorted(p.name for p in name_dir.iterdir() if (p / MANIFEST).is_file()) if name_dir.is_dir() else []
+        raise StoreError(
+            f"{name_dir / LATEST}: does not name a published version"
+            + (f" (published: {', '.join(versions)}); rerun the generate command of the one you want, "
+               "which repairs LATEST, or open a version folder directly" if versions else
+               "; no version of this dataset is published")
+        )
+    return Dataset(name_dir / version)
 
 
 def open_dataset(target: Path | str, data_root: Path | str | None = None) -> Dataset:
@@ -515,18 +627,13 @@ def open_dataset(target: Path | str, data_root: Path | str | None = None) -> Dat
     path = Path(target)
     if (path / MANIFEST).is_file():
         return Dataset(path)
-    if (path / LATEST).is_file():
-        return Dataset(path / (path / LATEST).read_text().strip())
-    if data_root is not None and _NAME_RE.match(str(target)):
+    if (path / LATEST).exists():
+        return _latest_dataset(path)
+    if data_root is not None and is_valid_name(str(target)):
         name_dir = dataset_dir(data_root, str(target))
-        if (name_dir / LATEST).is_file():
-            return Dataset(name_dir / (name_dir / LATEST).read_text().strip())
+        if (name_dir / LATEST).exists():
+            return _latest_dataset(name_dir)
     raise StoreError(
         f"{target}: not a dataset version folder (with {MANIFEST}), a dataset folder (with {LATEST}), "
         f"or a dataset name under {data_root or '<data>'}/datasets"
     )
-
-
-def remove_partial(data_root: Path | str, name: str, version: str) -> None:
-    """Throw away an unfinished version (to restart it from scratch instead of resuming)."""
-    shutil.rmtree(VersionStaging(data_root, name, version).dir, ignore_errors=True)

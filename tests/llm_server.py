@@ -171,6 +171,11 @@ class LLMTestServer:
         with self._lock:
             self._faults.append(_Fault(reply, times, match))
 
+    def clear_faults(self) -> None:
+        """Forget every injected fault: the server is healthy from now on."""
+        with self._lock:
+            self._faults.clear()
+
     def _pick(self, request: dict) -> Reply:
         with self._lock:
             for fault in self._faults:

@@ -9,6 +9,7 @@ import pytest
 
 from generators.config import ConfigFileError, GenerateConfig, load_config, version_config
 from generators.stage import (
+    EmptyDatasetError,
     GenerationError,
     generate_shard,
     holding_version,
@@ -248,13 +249,11 @@ def test_example_config_file_loads_with_the_papers_defaults():
     assert config.link == GenerateConfig().link  # the file repeats the defaults, which are the paper's
 
 
-def test_a_corpus_without_links_is_reported_not_silently_empty(config, tmp_path):
+def test_a_corpus_without_links_publishes_nothing_and_says_why(config, tmp_path):
     strict = config.model_copy(update={"offline": config.offline.model_copy(update={"min_link_score": 1e9})})
-    result = run_generation(strict, tmp_path)
-    graph = result.manifest["diagnostics"]["link_graph"]
-    assert graph["edges"] == 0 and graph["documents_without_links"] == result.manifest["counts"]["documents"] == 3
-    assert result.manifest["drop_reasons"]["no_example:no_usable_link"] == result.manifest["counts"]["chunks"]
-    assert "No links were found" in (result.path / "README.md").read_text()
+    with pytest.raises(EmptyDatasetError, match=r"none of the (\d+) chunks of 3 documents gave one \(no_usable_link: \1\)"):
+        run_generation(strict, tmp_path)
+    assert list((tmp_path / "datasets" / "small").glob("*/dataset.json")) == []
 
 
 def test_shards_are_input_files_balanced_by_size(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from generators.config import GenerateConfig
 from generators.llm.config import LLMConfig
-from generators.stage import run_generation
+from generators.stage import PendingChunksError, run_generation
 from pipeline.config import CorpusConfig
 from pipeline.store import open_dataset
 from tests.generators_data import dev_document_text
@@ -193,11 +193,11 @@ def test_card_and_manifest_carry_llm_usage(runs):
     assert row and row[0]["prompt_version"] == manifest["prompt_version"]
 
 
-def test_a_request_that_keeps_failing_is_counted_and_the_run_finishes(corpus, tokenizer_path, tmp_path):
+def test_a_request_that_keeps_failing_leaves_its_chunks_pending_and_publishes_nothing(corpus, tokenizer_path, tmp_path):
     with LLMTestServer() as server:
         server.inject(Reply(status=503), times=10_000, match=_stage_is("evidence"))
-        result = run_generation(make_config(corpus, server, tokenizer_path, "llm-down"), tmp_path, api_key=KEY)
-    manifest = result.manifest
-    assert manifest["counts"]["examples"] == 0
-    assert manifest["llm"]["usage"]["stages"]["evidence"]["failures"]["server_error"] >= 1
-    assert manifest["drop_reasons"]["no_example:evidence_llm_failed_server_error"] >= 1
+        with pytest.raises(PendingChunksError) as raised:
+            run_generation(make_config(corpus, server, tokenizer_path, "llm-down"), tmp_path, api_key=KEY)
+    assert set(raised.value.pending) == {"server_error"}
+    assert list(tmp_path.glob("datasets/llm-down/*/dataset.json")) == []
+    assert not (tmp_path / "datasets" / "llm-down" / "LATEST").exists()

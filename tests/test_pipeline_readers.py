@@ -105,9 +105,44 @@ def test_list_inputs_finds_folders_recursively_and_globs_sorted(tmp_path):
     assert [p.name for p in list_inputs([str(tmp_path / "*.txt"), tmp_path / "b.txt"])] == ["b.txt"]
 
 
-def test_list_inputs_refuses_an_empty_selection(tmp_path):
-    with pytest.raises(ValueError, match="no corpus files found"):
-        list_inputs([str(tmp_path / "*.jsonl")])
+def test_list_inputs_refuses_a_pattern_that_matches_nothing(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"\*\.jsonl: no files match this pattern"):
+        list_inputs([str(tmp_path / "a.txt"), str(tmp_path / "*.jsonl")])
+
+
+@pytest.mark.parametrize("name", ["nope.jsonl", "no-such-folder"])
+def test_list_inputs_refuses_a_path_that_does_not_exist(tmp_path, name):
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(ValueError, match=f"{name}: no such file or folder"):
+        list_inputs([tmp_path / "a.txt", tmp_path / name])
+
+
+def test_list_inputs_refuses_a_folder_without_corpus_files(tmp_path):
+    (tmp_path / "notes.csv").write_text("x")
+    with pytest.raises(ValueError, match="holds no corpus files"):
+        list_inputs(tmp_path)
+
+
+def test_a_file_name_with_glob_characters_is_taken_as_it_is(tmp_path):
+    (tmp_path / "doc[1].jsonl").write_text("x")
+    (tmp_path / "doc1.jsonl").write_text("y")  # what the name would match as a pattern
+    assert list_inputs(tmp_path / "doc[1].jsonl") == [tmp_path / "doc[1].jsonl"]
+
+
+@pytest.mark.timeout(60)
+def test_symbolic_link_loops_end_and_each_real_file_is_listed_once(tmp_path):
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "sub" / "a.txt").write_text("x")
+    (corpus / "b.txt").write_text("y")
+    (corpus / "loop").symlink_to(".")
+    (corpus / "sub" / "up").symlink_to("..")
+    (corpus / "b-again.txt").symlink_to("b.txt")
+    expected = [corpus / "b-again.txt", corpus / "sub" / "a.txt"]  # b.txt is the same file as b-again.txt
+    assert [p.resolve() for p in list_inputs(corpus)] == [p.resolve() for p in expected]
+    assert [p.resolve() for p in list_inputs(str(corpus / "**" / "*.txt"))] == [p.resolve() for p in expected]
+    assert len(list_inputs([corpus, str(corpus / "**" / "*.txt"), corpus / "loop" / "b.txt"])) == 2
 
 
 # -- bad input ---------------------------------------------------------------------------------------

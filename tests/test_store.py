@@ -234,3 +234,87 @@ def test_invalid_table_never_reaches_the_store(tmp_path):
         with pytest.raises(SchemaError, match="field 'positives' has unit index 999"):
             writer.write_shard("examples", 0, 1, bad)
         assert not writer.has_shard("examples", 0, 1)
+
+
+KILLED_BEFORE_LATEST = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {repo!r})
+    import pipeline.store as store
+    from tests.store_data import example_table
+    from tests.test_store import CONFIG, INPUTS
+
+    write = store._atomic_write_bytes
+    def dies_at_latest(path, payload):
+        if path.name == "LATEST":
+            os.kill(os.getpid(), signal.SIGKILL)  # the version folder is in place, LATEST not yet
+        write(path, payload)
+    store._atomic_write_bytes = dies_at_latest
+    with store.DatasetWriter({root!r}, "demo", {version!r}, CONFIG, INPUTS) as writer:
+        writer.write_shard("examples", 0, 1, example_table())
+        writer.publish({{"counts": {{}}}}, "# card\\n")
+""")
+
+
+@pytest.mark.parametrize("earlier_version", [False, True], ids=["first-version", "stale-latest"])
+def test_a_publication_killed_before_latest_is_finished_by_the_rerun(tmp_path, earlier_version):
+    if earlier_version:
+        publish(tmp_path)  # LATEST names this one
+    script = KILLED_BEFORE_LATEST.format(repo=str(REPO), root=str(tmp_path), version="v-new")
+    assert subprocess.run([sys.executable, "-c", script], cwd=REPO).returncode == -signal.SIGKILL
+    name_dir = tmp_path / "datasets" / "demo"
+    assert (name_dir / "v-new" / "dataset.json").is_file()
+    assert latest_version(tmp_path, "demo") == (version_id(CONFIG, INPUTS) if earlier_version else None)
+    with DatasetWriter(tmp_path, "demo", "v-new", CONFIG, INPUTS) as writer:  # the rerun of the same version
+        assert writer.is_published
+    assert latest_version(tmp_path, "demo") == "v-new"
+    assert open_dataset("demo", data_root=tmp_path).version == "v-new"
+    assert sorted(p.name for p in name_dir.iterdir() if p.name.startswith(".")) == [".partial"]  # no journal, no lock
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\x00", b"../other\n", b"nonexistent\n", b""],
+                         ids=["binary", "path-outside", "no-such-version", "empty"])
+def test_latest_that_names_no_version_is_an_error_never_followed_and_a_rerun_repairs_it(tmp_path, content):
+    path = publish(tmp_path)
+    other = tmp_path / "datasets" / "other"  # what '../other' would reach
+    (other / "dataset.json").parent.mkdir(parents=True)
+    (other / "dataset.json").write_text("{}")
+    (path.parent / "LATEST").write_bytes(content)
+    assert latest_version(tmp_path, "demo") is None
+    with pytest.raises(StoreError, match=f"LATEST: does not name a published version \\(published: {path.name}\\)"):
+        open_dataset("demo", data_root=tmp_path)
+    with pytest.raises(StoreError, match="does not name a published version"):
+        open_dataset(path.parent)
+    with DatasetWriter(tmp_path, "demo", path.name, CONFIG, INPUTS) as writer:  # the rerun of the version
+        assert writer.is_published
+    assert open_dataset("demo", data_root=tmp_path).path == path
+
+
+def test_a_version_whose_manifest_was_deleted_is_rebuilt_by_the_rerun(tmp_path):
+    path = publish(tmp_path)
+    shard_bytes = (path / "data" / "train-00001-of-00002.parquet").read_bytes()
+    (path / "dataset.json").unlink()
+    (path / "data" / "train-00000-of-00002.parquet").write_bytes(b"damaged")
+    rebuilt = publish(tmp_path)  # no "Directory not empty": the manifest-less folder is replaced
+    assert rebuilt == path and open_dataset(path).num_rows() == 12
+    open_dataset(path).verify()
+    assert (path / "data" / "train-00001-of-00002.parquet").read_bytes() == shard_bytes
+
+
+@pytest.mark.parametrize("name", ["demo\n", "x" * 101, "../up", ".hidden", "a/b", ""])
+def test_an_invalid_dataset_name_is_refused_with_the_rule(tmp_path, name):
+    with pytest.raises(StoreError, match="use 1 to 100 letters, digits"):
+        DatasetWriter(tmp_path, name, "v1", CONFIG, INPUTS)
+
+
+def test_a_writer_leaves_no_lock_file_behind(tmp_path):
+    path = publish(tmp_path)
+    assert [p.name for p in path.parent.iterdir() if "lock" in p.name] == []
+    assert list(path.rglob("*.lock")) == []
+
+
+def test_a_truncated_shard_is_an_error_naming_the_file(tmp_path):
+    path = publish(tmp_path)
+    shard = path / "data" / "train-00001-of-00002.parquet"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with pytest.raises(StoreError, match=r"train-00001-of-00002.parquet: not a readable Parquet shard .*--repair"):
+        open_dataset(path).read_table()

@@ -1,0 +1,76 @@
+"""How the `linkscan` commands end when they cannot finish: one `error:` line and an exit code.
+
+| code | meaning | what to do |
+|---:|---|---|
+| 0 | done | |
+| 1 | failed, nothing published (0 examples, a full disk, another writer of the version) | read the line, fix, rerun |
+| 2 | bad input or settings (a missing corpus path, a bad dataset name, a wrong tokenizer path) | fix the option, rerun |
+| 75 | chunks wait for the LLM (its server was down, busy or slow); nothing published | rerun the same command later |
+| 130, 143 | interrupted by SIGINT or SIGTERM; finished shards are kept | rerun the same command to resume |
+
+75 is sysexits' EX_TEMPFAIL ("try again later"); 130 and 143 are the shell's 128 + signal number.
+"""
+from __future__ import annotations
+
+import errno
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, NoReturn
+
+import typer
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PENDING = 75
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so every ``with`` block below it cleans up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def interruptible(resume_hint: str = "rerun the same command to resume") -> Iterator[None]:
+    """Turn SIGTERM into an exception like SIGINT's, and either into one line and exit 128 + signal.
+
+    Temporary files are removed by the ``with`` blocks that made them as the exception passes;
+    finished work (shards, checkpoints) stays for the rerun.
+    """
+
+    def on_sigterm(signum, frame):
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        signum = getattr(interrupt, "signum", signal.SIGINT)
+        typer.echo(f"interrupted ({signal.Signals(signum).name}); {resume_hint}", err=True)
+        raise typer.Exit(128 + signum) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and (
+        error.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(error)
+    )
+
+
+def os_error_line(error: OSError, data_root: Path) -> str:
+    """One line for an OSError met while writing under ``data_root``, naming the file and the fix."""
+    where = error.filename or data_root
+    if is_disk_full(error):
+        return (f"{where}: no space left on device; free space under {data_root} (or pass --data on "
+                "another disk), then rerun the same command to resume")
+    reason = error.strerror or str(error)
+    return f"{where}: {reason}; fix it, then rerun the same command to resume"
