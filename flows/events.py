@@ -7,13 +7,19 @@ and trains on exactly that version. ``train`` emits ``linkscan.model.trained`` o
 the dataset's tokenizer), which triggers
 ``evaluate/default``.
 
-A published version is announced at least once: after its event is handed to Prefect, a marker
-``<data>/events/linkscan.dataset.published/<name>/<version>`` is written, and a rerun that finds the
-version published but no marker (the run was killed between publishing and announcing) emits the
-event then, so the retraining it triggers is not lost.
+A published version is announced at least once to each Prefect server it is run against: after
+its event is handed to Prefect, the marker ``<data>/events/linkscan.dataset.published/<name>/<version>``
+records the API URL it went to (``null`` for a temporary server, which nothing listens to). A rerun
+that finds the version published but not announced to the server in use now (the run was killed
+between publishing and announcing, or the version was made by `make demo` and the chain is now
+served) emits the event then, so the retraining it triggers is not lost.
+
+The event says whether the version is complete; the training trigger fires for complete versions
+only (a partial one, published with allow_partial, is trained on only when asked).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 DATASET_PUBLISHED = "linkscan.dataset.published"
@@ -34,26 +40,54 @@ def _announced_marker(data_root: Path, name: str, version: str) -> Path:
     return Path(data_root) / "events" / DATASET_PUBLISHED / name / version
 
 
-def dataset_announced(data_root: Path, name: str, version: str) -> bool:
-    """Whether ``emit_dataset_published`` ran to its end for this version under this data root."""
-    return _announced_marker(data_root, name, version).is_file()
+def current_api_url() -> str | None:
+    """The Prefect API this process reports to, or None for a temporary (ephemeral) server."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return str(url).rstrip("/") if url else None
 
 
-def emit_dataset_published(name: str, version: str, path: Path, data_root: Path) -> None:
+def _announced_to(data_root: Path, name: str, version: str) -> list:
+    marker = _announced_marker(data_root, name, version)
+    try:
+        servers = json.loads(marker.read_text() or "{}").get("servers", [])
+    except (OSError, ValueError, AttributeError):
+        return []  # no marker, or one from before servers were recorded: announce again
+    return servers if isinstance(servers, list) else []
+
+
+def dataset_announced(data_root: Path, name: str, version: str, api_url: str | None) -> bool:
+    """Whether the version's event was sent to the Prefect server at ``api_url``. Never true for a
+    temporary server (``None``): such an event reached no trigger."""
+    return api_url is not None and api_url in _announced_to(data_root, name, version)
+
+
+def emit_dataset_published(name: str, version: str, path: Path, data_root: Path, *, complete: bool = True) -> str | None:
+    """Emit ``linkscan.dataset.published`` and record the server it went to; returns that API URL."""
     from prefect.events import emit_event
 
+    api_url = current_api_url()
     emit_event(
         event=DATASET_PUBLISHED,
         resource={
             "prefect.resource.id": dataset_resource_id(name),
             "prefect.resource.name": name,
             "linkscan.version": version,
+            "linkscan.complete": str(complete).lower(),
         },
-        payload={"name": name, "version": version, "path": str(path), "data_root": str(data_root)},
+        payload={"name": name, "version": version, "path": str(path), "data_root": str(data_root),
+                 "complete": complete},
     )
+    servers = _announced_to(data_root, name, version)
+    if api_url not in servers:
+        servers.append(api_url)
     marker = _announced_marker(data_root, name, version)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    tmp = marker.with_name(f".{marker.name}.tmp")
+    tmp.write_text(json.dumps({"servers": servers}) + "\n")
+    tmp.replace(marker)
+    return api_url
 
 
 def emit_model_trained(
@@ -83,7 +117,8 @@ def emit_model_trained(
 TRAIN_ON_PUBLISHED = {
     "name": "train on every published dataset version",
     "expect": [DATASET_PUBLISHED],
-    "match": {"prefect.resource.id": f"{DATASET_RESOURCE}.*"},
+    # A partial version (allow_partial) is announced too, but trains only when asked for by hand.
+    "match": {"prefect.resource.id": f"{DATASET_RESOURCE}.*", "linkscan.complete": "true"},
     "parameters": {
         "dataset": "{{ event.payload.name }}",
         "version": "{{ event.payload.version }}",

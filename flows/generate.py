@@ -101,9 +101,26 @@ def publish_task(plan: Any, writer: Any = None) -> str:
 
 @flow(name="generate-shards", validate_parameters=False, persist_result=False)
 def generate_shards(plan: Any) -> list[dict]:
-    """Every shard of ``plan``, mapped over this flow's task runner (set per run by ``generate``)."""
+    """Every shard of ``plan``, mapped over this flow's task runner (set per run by ``generate``).
+
+    Waits for every shard, so an LLM outage leaves each shard's answers received so far in the
+    cache, then fails with all waiting chunks counted in one message."""
     futures = generate_shard_task.map(plan=unmapped(plan), index=list(range(plan.num_shards)))
-    return futures.result()
+    futures.wait()
+    results, waiting, failed = [], [], []
+    for future in futures:
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, stage.PendingChunksError):
+            waiting.append(outcome)
+        elif isinstance(outcome, BaseException):
+            failed.append(outcome)
+        else:
+            results.append(outcome)
+    if failed:
+        raise failed[0]
+    if waiting:
+        raise stage.PendingChunksError.combine(waiting)
+    return results
 
 
 @flow(name="generate", persist_result=False)
@@ -126,6 +143,7 @@ def generate(
     if plan.already_published:
         path = Path(plan.already_published)
         logger.info("%s version %s is already published at %s: nothing to generate", plan.name, plan.version, path)
+        stage.repair_latest(plan)
         newly_published = False
     else:
         logger.info(
@@ -137,7 +155,11 @@ def generate(
         newly_published = True
     manifest = json.loads((path / "dataset.json").read_text())
     artifacts.publish_dataset_artifacts(manifest, path)
-    if newly_published or not events.dataset_announced(root, plan.name, plan.version):
-        events.emit_dataset_published(plan.name, plan.version, path, root)
-        logger.info("published %s version %s at %s (event %s)", plan.name, plan.version, path, events.DATASET_PUBLISHED)
-    return {"name": plan.name, "version": plan.version, "path": str(path), "newly_published": newly_published}
+    complete = manifest.get("complete", True)
+    if newly_published or not events.dataset_announced(root, plan.name, plan.version, events.current_api_url()):
+        api_url = events.emit_dataset_published(plan.name, plan.version, path, root, complete=complete)
+        logger.info("published %s version %s at %s (event %s to %s%s)", plan.name, plan.version, path,
+                    events.DATASET_PUBLISHED, api_url or "a temporary Prefect server, which no trigger listens to",
+                    "" if complete else "; a partial version, which the training trigger skips")
+    return {"name": plan.name, "version": plan.version, "path": str(path), "newly_published": newly_published,
+            "complete": complete}

@@ -104,15 +104,14 @@ _TRANSIENT_NAMES = {"APIConnectionError", "APITimeoutError", "RateLimitError", "
 _PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
 
-# An LLM request given up on after its own retries, for one of these reasons, may work a minute later.
-_TRANSIENT_LLM_REASONS = {"rate_limited", "server_error", "connection_error", "timeout"}
-
-
 def is_transient(error: BaseException) -> bool:
+    """Whether a failure may pass on a retry. Errors that know say so (``transient``: an LLM request
+    given up on because the server was down, chunks waiting for it); otherwise the kind decides."""
+    flag = getattr(error, "transient", None)
+    if isinstance(flag, bool):
+        return flag
     if isinstance(error, _PERMANENT_OS_ERRORS):
         return False
-    if type(error).__name__ == "LLMRequestError":
-        return getattr(error, "reason", None) in _TRANSIENT_LLM_REASONS
     return isinstance(error, (OSError, TimeoutError, ConnectionError)) or type(error).__name__ in _TRANSIENT_NAMES
 
 

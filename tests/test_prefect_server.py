@@ -43,6 +43,11 @@ class Server:
         response.raise_for_status()
         return response.json()
 
+    def get(self, route: str) -> dict:
+        response = httpx.get(f"{self.api_url}{route}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
     def flow_runs(self, flow_name: str) -> list[dict]:
         return self.post("/flow_runs/filter", {"flows": {"name": {"any_": [flow_name]}}})
 
@@ -184,13 +189,23 @@ def reference(tmp_path_factory, dev_corpus, tokenizer_path):
 
 
 def test_served_generate_publishes_and_triggers_training_then_evaluation(server, tmp_path, dev_evalsets):
+    """`make demo` first (its event goes to a temporary server that is gone), then the served chain:
+    `generate/default` finds the demo version published, announces it to this server, and the chain
+    trains and evaluates on it. A partial version's event, sent meanwhile, trains nothing."""
     workdir = tmp_path / "served"
     workdir.mkdir()
     data_root = workdir / "data"
     env = {**server.env, "LINKSCAN_DATA": str(data_root)}
+    demo_env = server_env(tmp_path / "demo-prefect-home")
+    demo_env.pop("PREFECT_API_URL", None)
+    demo = subprocess.run([LINKSCAN, "demo", "--data", str(data_root)], env=demo_env, cwd=workdir,
+                          capture_output=True, text=True, timeout=300)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    demo_version = (data_root / "datasets" / "demo" / "LATEST").read_text().strip()
+    assert not events.dataset_announced(data_root, "demo", demo_version, server.api_url)
     # Deployment defaults keep the chain short: one training step, two questions of one benchmark.
     train_defaults = {"options": {"max_steps": 1, "validate_every": 1, "checkpoint_every": 1}}
-    evaluate_defaults = {"benchmarks": str(dev_evalsets), "options": {"only": ["quality"], "max_questions": 2}}
+    evaluate_defaults = {"benchmarks": str(dev_evalsets), "options": {"only": ["paperqa_4k"], "max_questions": 2}}
     command = [
         LINKSCAN, "serve",
         "--defaults", "train=" + json.dumps(train_defaults),
@@ -210,12 +225,18 @@ def test_served_generate_publishes_and_triggers_training_then_evaluation(server,
         )
         assert run.returncode == 0, run.stdout + run.stderr
 
+        partial = run_python(EMIT_PARTIAL, Server(server.api_url, server.home, env), str(data_root))
+        assert partial.returncode == 0, partial.stdout[-3000:]
+
         server.wait_for_flow_run("generate", lambda r: r["deployment_id"] is not None, 420, "of generate/default")
         version = (data_root / "datasets" / "demo" / "LATEST").read_text().strip()
+        assert version == demo_version  # the demo's version, published before the server existed
         version_dir = data_root / "datasets" / "demo" / version
         assert (version_dir / "dataset.json").is_file()
         published = server.wait_for_events(events.DATASET_PUBLISHED, "linkscan.dataset.demo")
-        assert [(e["payload"]["version"], e["payload"]["path"]) for e in published] == [(version, str(version_dir))]
+        assert [(e["payload"]["version"], e["payload"]["path"], e["payload"]["complete"]) for e in published] == [
+            (version, str(version_dir), True)]
+        assert events.dataset_announced(data_root, "demo", version, server.api_url)
 
         trained = server.wait_for_flow_run(
             "train", lambda r: r["parameters"].get("version") == version, 300, f"on version {version}"
@@ -233,8 +254,21 @@ def test_served_generate_publishes_and_triggers_training_then_evaluation(server,
         assert evaluated["parameters"]["tokenizer"] == str(data_root / "tokenizers" / "all-MiniLM-L6-v2" / "tokenizer.json")
         (report,) = (data_root / "evals").glob("*/report.md")
         assert f"scanner:{checkpoint}" in report.read_text()
+        # The partial version's event was stored long before the chain finished; it trained nothing.
+        assert server.wait_for_events(events.DATASET_PUBLISHED, "linkscan.dataset.partial")[0]["payload"]["complete"] is False
+        assert [r for r in server.flow_runs("train") if r["parameters"].get("dataset") == "partial"] == []
     finally:
         stop_process(serving)
+
+
+# The event of a version published with allow_partial (the version itself does not matter here).
+EMIT_PARTIAL = """
+import sys
+from pathlib import Path
+from flows import events
+root = Path(sys.argv[1])
+events.emit_dataset_published("partial", "0123456789ab", root / "datasets" / "partial" / "0123456789ab", root, complete=False)
+"""
 
 
 def test_generate_killed_after_a_shard_resumes_to_the_same_bytes(server, reference, tmp_path):
@@ -431,3 +465,34 @@ def test_prefect_yaml_deploys_three_deployments_with_their_triggers(server):
     assert automations["flows/train.py:train"]["trigger"]["expect"] == [events.DATASET_PUBLISHED]
     assert automations["flows/train.py:train"]["actions"][0]["parameters"] == events.TRAIN_ON_PUBLISHED["parameters"]
     assert automations["flows/evaluate.py:evaluate"]["trigger"]["expect"] == [events.MODEL_TRAINED]
+
+
+def test_a_generate_flow_with_chunks_waiting_for_the_llm_fails_with_how_to_resume(server, reference, tmp_path):
+    """Under Prefect: the shard tasks are retried (transient), the flow run ends Failed with the
+    waiting chunks counted, nothing is published, and a run after the outage completes."""
+    from tests.llm_server import LLMTestServer, Reply
+
+    config, _ = reference
+    data_root = tmp_path / "data"
+    threads = json.dumps({"kind": "threads", "max_workers": 2})
+    with LLMTestServer() as llm:
+        llm.inject(Reply(status=503), times=10**9)
+        llm_config = {**config, "name": "flowdown", "corpus": [config["corpus"][0] + "/pydoc311-library-re.jsonl"],
+                      "num_shards": 1, "generator": "llm",
+                      "llm": {"base_url": llm.url, "model": "test-model", "max_attempts": 2,
+                              "backoff_base_s": 0.01, "backoff_max_s": 0.02}}
+        failed = run_python(RUN_GENERATE, server, json.dumps(llm_config), str(data_root), threads)
+        assert failed.returncode != 0
+        assert "wait for the LLM (server_error:" in failed.stdout
+        assert not list(data_root.glob("datasets/flowdown/*/dataset.json"))
+        (flow_run,) = [r for r in server.flow_runs("generate") if (r["parameters"].get("config") or {}).get("name") == "flowdown"]
+        assert flow_run["state_type"] == "FAILED" and "Rerun the same command" in flow_run["state"]["message"]
+        (subflow,) = [r for r in server.flow_runs("generate-shards") if r["parent_task_run_id"]
+                      and server.get(f"/task_runs/{r['parent_task_run_id']}")["flow_run_id"] == flow_run["id"]]
+        (shard_run,) = server.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [subflow["id"]]}}})
+        assert (shard_run["name"], shard_run["run_count"]) == ("shard-0", 3)  # the first try and both retries
+
+        llm.clear_faults()
+        done = run_python(RUN_GENERATE, server, json.dumps(llm_config), str(data_root), threads)
+        assert done.returncode == 0, done.stdout[-3000:]
+    assert len(list(data_root.glob("datasets/flowdown/*/dataset.json"))) == 1
