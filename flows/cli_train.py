@@ -31,11 +31,17 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     validate_every: int = typer.Option(50, "--validate-every"),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every"),
+    validation: str = typer.Option("auto", "--validation", help="auto, shards (the last --validation-shards), documents (a stable --validation-fraction of them) or none"),
+    validation_shards: int = typer.Option(1, "--validation-shards", min=0, help="example shards held out with --validation shards"),
+    validation_fraction: float = typer.Option(0.1, "--validation-fraction", min=0.0, max=1.0, help="share of documents held out with --validation documents"),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="train on a version published with --allow-partial (complete: false)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's latest checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="start again from scratch in an --out that holds a run (its checkpoints and metrics are removed)"),
 ) -> None:
     """Train the Mamba-2 scanner (binary head at sentence ends) on the examples shards of a dataset."""
     import torch
 
+    from flows.cli_errors import interruptible
     from pipeline.store import StoreError
     from training.checkpoint import CheckpointError
     from training.configs import TrainConfig
@@ -44,12 +50,20 @@ def train(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    train_config = TrainConfig(
-        dataset=dataset, out=out, model=model, config=config, backend=backend or default_backend(device),
-        device=device, seed=seed, max_steps=max_steps, tokens_per_step=tokens_per_step,
-        micro_batch_tokens=micro_batch_tokens, lr=lr, min_lr=min_lr, precision=precision,
-        validate_every=validate_every, checkpoint_every=checkpoint_every,
-    )
+    if resume and overwrite:
+        typer.echo("error: --resume continues a run and --overwrite starts it again; pass one of them", err=True)
+        raise typer.Exit(2)
+    try:
+        train_config = TrainConfig(
+            dataset=dataset, out=out, model=model, config=config, backend=backend or default_backend(device),
+            device=device, seed=seed, max_steps=max_steps, tokens_per_step=tokens_per_step,
+            micro_batch_tokens=micro_batch_tokens, lr=lr, min_lr=min_lr, precision=precision,
+            validate_every=validate_every, checkpoint_every=checkpoint_every, validation=validation,
+            validation_shards=validation_shards, validation_fraction=validation_fraction, allow_partial=allow_partial,
+        )
+    except ValueError as error:  # pydantic's ValidationError: a bad option value
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     # torchrun sets these; a plain run is rank 0 of 1.
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -59,9 +73,11 @@ def train(
             torch.cuda.set_device(local_rank)
         torch.distributed.init_process_group(backend_name)
     try:
-        result = run_training(train_config, rank=rank, world_size=world_size, local_rank=local_rank, resume=resume)
+        with interruptible("rerun with --resume to continue from the last checkpoint"):
+            result = run_training(train_config, rank=rank, world_size=world_size, local_rank=local_rank,
+                                  resume=resume, overwrite=overwrite)
     except (CheckpointError, StoreError, ValueError, RuntimeError) as error:
-        typer.echo(f"linkscan train: {error}", err=True)
+        typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     finally:
         if world_size > 1:

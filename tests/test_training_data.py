@@ -140,3 +140,34 @@ def test_dataloader_workers_split_the_shards_and_resume_at_the_same_batch(datase
     for index, batch in enumerate(continuous):
         rows = {_fingerprint(row[row != 0].tolist()) for row in batch}  # no probe token is id 0
         assert rows <= owned[index % 2]
+
+
+def test_held_out_documents_are_stable_and_never_all_or_none():
+    from training.data import held_out_documents
+
+    doc_ids = [f"doc-{i}" for i in range(200)]
+    held = held_out_documents(doc_ids, 0.1)
+    assert held == held_out_documents(list(reversed(doc_ids)), 0.1)  # by content, not order
+    assert 5 <= len(held) <= 40
+    assert len(held_out_documents(["a", "b"], 0.001)) == 1 and len(held_out_documents(["a", "b"], 0.999)) == 1
+    with pytest.raises(ValueError, match="needs at least 2"):
+        held_out_documents(["only"], 0.1)
+
+
+def test_the_training_stream_skips_the_held_out_documents(dataset):
+    from training.data import split_dataset
+
+    ds, examples = dataset
+    split = split_dataset(ds.shard_paths(), "documents", 1, 0.3)
+    doc_of = {_fingerprint(e.question_ids + e.token_ids): e.doc_id for e in examples}
+    assert 1 <= len(split.held_out) < len(doc_of)
+    held = validation_examples(split.validation_files, 100, 10_000, split.validation_filter())
+    assert {doc_of[_fingerprint(e.input_ids)] for e in held} == split.held_out
+    trained = {doc_of[_fingerprint(e.input_ids)] for e in _all_streamed(split)}
+    assert trained == set(doc_of.values()) - split.held_out
+
+
+def _all_streamed(split):
+    """Every example of one epoch of the training stream of ``split`` (without batching)."""
+    stream = _stream(split.train_files, skip_documents=split.held_out)
+    return list(stream._examples(0, 1, 0))

@@ -180,3 +180,79 @@ def test_linkscan_train_names_a_missing_dataset_and_exits_with_an_error(tmp_path
                                       "--device", "cpu", "--max-steps", "1"])
     assert result.exit_code == 2
     assert f"{tmp_path / 'nothing'}: not a dataset version folder" in result.output
+
+
+@pytest.fixture(scope="module")
+def one_shard_dataset(tmp_path_factory, tokenizer_path, dev_corpus) -> Path:
+    """The probe examples as a dataset of one shard, as a one-file corpus gives."""
+    from tokenizers import Tokenizer
+
+    with gzip.open(dev_corpus / "scotus.jsonl.gz", "rt") as handle:
+        texts = [json.loads(line)["text"] for line in itertools.islice(handle, 4)]
+    examples = probe_examples(texts, Tokenizer.from_file(str(tokenizer_path)), n_examples=48,
+                              min_tokens=250, max_tokens=600, seed=2)
+    return write_probe_dataset(tmp_path_factory.mktemp("one-shard"), "one", examples, 1)
+
+
+def test_a_dataset_of_one_shard_trains_holding_out_whole_documents(one_shard_dataset, tmp_path):
+    result = train(_config(one_shard_dataset, tmp_path / "run", max_steps=2, validate_every=2, checkpoint_every=2))
+    held, total = (int(n) for n in result["validation"].removeprefix("documents: ").split(" held out")[0].split(" of "))
+    assert total == 48 and 1 <= held < total
+    assert result["train_shards"] == 1 and result["last_metrics"]["val_examples"] == held
+
+
+def test_validation_by_shards_on_one_shard_is_refused_with_the_way_out(one_shard_dataset, tmp_path):
+    with pytest.raises(ValueError, match="use validation 'documents'"):
+        train(_config(one_shard_dataset, tmp_path / "run", validation="shards"))
+
+
+def test_training_checks_every_shard_before_the_first_step_and_names_a_damaged_one(tmp_path, dataset_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset_path, copy)
+    shard = copy / "data" / "train-00002-of-00004.parquet"
+    payload = bytearray(shard.read_bytes())
+    payload[len(payload) // 2] ^= 0x10  # one flipped bit, which Parquet itself may read without complaint
+    shard.write_bytes(bytes(payload))
+    from pipeline.store import ChecksumError
+
+    with pytest.raises(ChecksumError, match=r"train-00002-of-00004.parquet: sha256 .* does not match .*--repair"):
+        train(_config(copy, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_partial_version_is_trained_on_only_when_asked(tmp_path, dataset_path):
+    import shutil
+
+    from pipeline.store import StoreError
+
+    copy = tmp_path / "partial"
+    shutil.copytree(dataset_path, copy)
+    manifest = json.loads((copy / "dataset.json").read_text())
+    (copy / "dataset.json").write_text(json.dumps({**manifest, "complete": False, "pending_chunks": {"timeout": 3}}))
+    with pytest.raises(StoreError, match="is partial \\(3 chunks were still pending"):
+        train(_config(copy, tmp_path / "run"))
+    assert train(_config(copy, tmp_path / "run", max_steps=1, allow_partial=True))["step"] == 1
+
+
+def test_train_into_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overwritten(dataset_path, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    out = tmp_path / "run"
+    train(_config(dataset_path, out, max_steps=4))
+    before = (out / "metrics.jsonl").read_text()
+    args = ["train", "--dataset", str(dataset_path), "--out", str(out), "--config", "small", "--backend", "hf",
+            "--device", "cpu", "--max-steps", "2", "--tokens-per-step", "1024", "--micro-batch-tokens", "1024",
+            "--precision", "fp32", "--checkpoint-every", "2"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == (f"error: {out}: already holds a training run (latest checkpoint step-00000004); "
+                                      "pass --resume to continue it, --overwrite to start it again from scratch, or a new --out")
+    assert (out / "metrics.jsonl").read_text() == before
+    again = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["LATEST", "step-00000002"]

@@ -130,7 +130,14 @@ class TrainConfig(BaseModel):
     shuffle_buffer: int = 256
     num_workers: int = 0  # dataloader worker processes per rank (each reads its own shard files)
     length_buckets: list[int] = Field(default_factory=lambda: [512, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384])
-    validation_shards: int = 1  # the last N example shards are held out for validation
+    # How to hold out validation data: "auto" (the last `validation_shards` shards when there are
+    # more than that, else whole documents), "shards", "documents" (`validation_fraction` of the
+    # documents, by a stable hash of doc_id) or "none".
+    validation: Literal["auto", "shards", "documents", "none"] = "auto"
+    validation_shards: int = Field(default=1, ge=0)
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1)
+    # Train on a version published with allow_partial (complete: false); refused by default.
+    allow_partial: bool = False
     validate_every: int = 50
     validation_examples: int = 64
     recall_k: list[int] = Field(default_factory=lambda: [1, 5, 10])

@@ -10,6 +10,7 @@ position exactly by skipping the micro-batches it already consumed (without buil
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +97,12 @@ class ExampleStream(torch.utils.data.IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         skip_micro_batches: int = 0,
+        skip_documents: frozenset[str] = frozenset(),
     ) -> None:
         if not files:
             raise ValueError("no examples shards to train on (the dataset's data/train-*.parquet list is empty)")
         self.files = [Path(f) for f in files]
+        self.skip_documents = frozenset(skip_documents)  # held out for validation
         self.micro_batch_tokens = micro_batch_tokens
         self.buckets = sorted(buckets)
         self.seed = seed
@@ -135,10 +138,13 @@ class ExampleStream(torch.utils.data.IterableDataset):
         buffer: list[Example] = []
         for path in files:
             row = 0
-            for batch in iter_shard(path, "examples", columns=COLUMNS, batch_size=64):
-                for example in examples_from_batch(batch):
+            for batch in iter_shard(path, "examples", columns=[*COLUMNS, "doc_id"], batch_size=64):
+                doc_ids = batch.column("doc_id").to_pylist()
+                for doc_id, example in zip(doc_ids, examples_from_batch(batch)):
                     row += 1
                     if keep_row is not None and (row - 1) % consumers != keep_row:
+                        continue
+                    if doc_id in self.skip_documents:
                         continue
                     buffer.append(example)
                     if len(buffer) >= self.shuffle_buffer:
@@ -185,15 +191,18 @@ class ExampleStream(torch.utils.data.IterableDataset):
             yield collate(examples)
 
 
-def count_too_long(files: Sequence[Path], max_tokens: int) -> int:
-    """How many examples the stream drops for being longer than ``max_tokens`` (reads one column)."""
+def count_too_long(files: Sequence[Path], max_tokens: int, documents: "DocumentFilter | None" = None) -> int:
+    """How many examples the stream drops for being longer than ``max_tokens`` (reads two columns)."""
     from pipeline.store import iter_shard
 
-    return sum(
-        int(np.count_nonzero(batch.column("n_tokens").to_numpy() > max_tokens))
-        for path in files
-        for batch in iter_shard(path, "examples", columns=["n_tokens"], batch_size=4096)
-    )
+    count = 0
+    for path in files:
+        for batch in iter_shard(path, "examples", columns=["n_tokens", "doc_id"], batch_size=4096):
+            too_long = batch.column("n_tokens").to_numpy() > max_tokens
+            if documents is not None:
+                too_long &= np.array([documents.keeps(d) for d in batch.column("doc_id").to_pylist()], dtype=bool)
+            count += int(np.count_nonzero(too_long))
+    return count
 
 
 def make_loader(stream: ExampleStream, num_workers: int = 0) -> torch.utils.data.DataLoader:
@@ -201,14 +210,28 @@ def make_loader(stream: ExampleStream, num_workers: int = 0) -> torch.utils.data
                                        persistent_workers=num_workers > 0)
 
 
-def validation_examples(files: Sequence[Path], limit: int, max_tokens: int) -> list[Example]:
+@dataclass(frozen=True)
+class DocumentFilter:
+    """Keeps the rows of ``documents`` (``inside``) or of every other document."""
+
+    documents: frozenset[str]
+    inside: bool
+
+    def keeps(self, doc_id: str) -> bool:
+        return (doc_id in self.documents) == self.inside
+
+
+def validation_examples(files: Sequence[Path], limit: int, max_tokens: int,
+                        documents: DocumentFilter | None = None) -> list[Example]:
     """The first ``limit`` held-out examples (in file order) no longer than ``max_tokens``."""
     from pipeline.store import iter_shard
 
     examples: list[Example] = []
     for path in files:
-        for batch in iter_shard(path, "examples", columns=COLUMNS, batch_size=64):
-            for example in examples_from_batch(batch):
+        for batch in iter_shard(path, "examples", columns=[*COLUMNS, "doc_id"], batch_size=64):
+            for doc_id, example in zip(batch.column("doc_id").to_pylist(), examples_from_batch(batch)):
+                if documents is not None and not documents.keeps(doc_id):
+                    continue
                 if example.n_tokens <= max_tokens:
                     examples.append(example)
                 if len(examples) >= limit:
@@ -224,9 +247,62 @@ def split_files(files: Sequence[Path], validation_shards: int) -> tuple[list[Pat
     if len(files) <= validation_shards:
         raise ValueError(
             f"the dataset has {len(files)} examples shard(s); holding out {validation_shards} for validation "
-            "leaves none to train on (generate more shards, or set validation_shards=0)"
+            "leaves none to train on (use validation 'documents', which holds out whole documents, or 'none')"
         )
     return files[:-validation_shards], files[-validation_shards:]
+
+
+def held_out_documents(doc_ids: Sequence[str], fraction: float) -> frozenset[str]:
+    """Documents for validation: those whose stable hash falls under ``fraction`` (the same ones
+    for every seed and every run), at least one, and never all of them."""
+    ranked = sorted(set(doc_ids), key=lambda d: hashlib.sha256(d.encode()).digest())
+    if len(ranked) < 2:
+        raise ValueError(
+            f"the dataset has {len(ranked)} document(s); holding out documents for validation needs at least 2 "
+            "(use validation 'none')"
+        )
+    chosen = [d for d in ranked if int.from_bytes(hashlib.sha256(d.encode()).digest()[:8], "big") < fraction * 2 ** 64]
+    count = min(max(1, len(chosen)), len(ranked) - 1)
+    return frozenset(ranked[:count])
+
+
+@dataclass(frozen=True)
+class Split:
+    """What trains and what validates: shard files, and the documents held out when a split by
+    document is used (``None``: the split is by shard file, or there is no validation)."""
+
+    train_files: list[Path]
+    validation_files: list[Path]
+    held_out: frozenset[str] | None
+    how: str  # for the run summary: "shards: last 1 of 8", "documents: 3 of 31 held out", "none"
+
+    def train_filter(self) -> DocumentFilter | None:
+        return None if self.held_out is None else DocumentFilter(self.held_out, inside=False)
+
+    def validation_filter(self) -> DocumentFilter | None:
+        return None if self.held_out is None else DocumentFilter(self.held_out, inside=True)
+
+
+def split_dataset(files: Sequence[Path], how: str, validation_shards: int, validation_fraction: float) -> Split:
+    """The train/validation split of a dataset's example shards.
+
+    ``shards`` holds out the last ``validation_shards`` files; ``documents`` holds out whole
+    documents (``validation_fraction`` of them, by a stable hash of doc_id), so a dataset of any
+    number of shards, even one, can be trained on; ``auto`` takes shards when there are more files
+    than that, else documents; ``none`` validates nothing.
+    """
+    from pipeline.store import iter_shard
+
+    files = sorted(files)
+    if how == "none":
+        return Split(files, [], None, "none")
+    if how == "shards" or (how == "auto" and len(files) > validation_shards > 0):
+        train, validation = split_files(files, validation_shards)
+        return Split(train, validation, None, f"shards: the last {len(validation)} of {len(files)}")
+    doc_ids = [d for path in files for batch in iter_shard(path, "examples", columns=["doc_id"], batch_size=65536)
+               for d in batch.column("doc_id").to_pylist()]
+    held_out = held_out_documents(doc_ids, validation_fraction)
+    return Split(files, files, held_out, f"documents: {len(held_out)} of {len(set(doc_ids))} held out")
 
 
 def recall_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:

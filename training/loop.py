@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from training.checkpoint import latest_checkpoint, load_model, load_training_state, save_checkpoint
 from training.configs import TrainConfig, model_shape
 from training.data import (
-    ExampleStream, collate, count_too_long, make_loader, recall_at_k, split_files, validation_examples,
+    ExampleStream, collate, count_too_long, make_loader, recall_at_k, split_dataset, validation_examples,
 )
 from training.model import ScannerModel
 
@@ -139,15 +139,54 @@ def validate(model: ScannerModel, examples: list, config: TrainConfig, device: t
     return metrics
 
 
+class RunFolderError(ValueError):
+    """The run folder holds another run, and neither resuming nor overwriting it was asked for."""
+
+
+def claim_run_folder(out: Path, overwrite: bool) -> None:
+    """Refuse to start a new run over an existing one (its checkpoints and metrics would mix with
+    this one's), unless ``overwrite``: then the old run's files are removed first."""
+    import shutil
+
+    existing = [out / name for name in ("checkpoints", "metrics.jsonl", "train_config.json") if (out / name).exists()]
+    if not existing:
+        return
+    if not overwrite:
+        latest = latest_checkpoint(out)
+        at = f" (latest checkpoint {latest.name})" if latest is not None else ""
+        raise RunFolderError(
+            f"{out}: already holds a training run{at}; pass --resume to continue it, --overwrite to start "
+            "it again from scratch, or a new --out"
+        )
+    for path in existing:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def open_training_data(config: TrainConfig):
+    """The dataset version to train on, checked before any step: every shard's size and sha256
+    against its manifest (a damaged file is named), and complete unless ``allow_partial``."""
+    from pipeline.store import StoreError, open_dataset
+
+    dataset = open_dataset(config.dataset)
+    if not dataset.manifest.get("complete", True) and not config.allow_partial:
+        pending = sum((dataset.manifest.get("pending_chunks") or {}).values())
+        raise StoreError(
+            f"{dataset.path}: version {dataset.version} is partial ({pending} chunks were still pending when it was "
+            "published with allow_partial); train on a complete version, or pass --allow-partial to use it anyway"
+        )
+    dataset.verify()
+    return dataset
+
+
 def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank: int = 0,
-          resume: bool = False, stop_after: int | None = None) -> dict:
+          resume: bool = False, overwrite: bool = False, stop_after: int | None = None) -> dict:
     """Train ``config.max_steps`` optimizer steps; returns the last metrics and the checkpoint path.
 
     ``resume`` continues from the run folder's latest checkpoint (weights, optimizer, schedule,
-    step and data position). ``stop_after`` ends the process after that many steps (as a kill would),
-    leaving the checkpoint written at that step.
+    step and data position); without it, a folder holding a run is refused, unless ``overwrite``
+    (start again from scratch). ``stop_after`` ends the process after that many steps (as a kill
+    would), leaving the checkpoint written at that step.
     """
-    from pipeline.store import open_dataset
 
     out = Path(config.out)
     is_main = rank == 0
@@ -160,12 +199,17 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
         raise RuntimeError("world_size > 1 needs torch.distributed initialised first (run under torchrun)")
 
     # -- data ---------------------------------------------------------------------------------
-    dataset = open_dataset(config.dataset)
-    train_files, val_files = split_files(dataset.shard_paths("examples"), config.validation_shards)
+    dataset = open_training_data(config)
+    split = split_dataset(dataset.shard_paths("examples"), config.validation, config.validation_shards,
+                          config.validation_fraction)
+    train_files, val_files = split.train_files, split.validation_files
     max_tokens = min(config.max_seq_tokens, max(config.length_buckets))
     buckets = [b for b in config.length_buckets if b < max_tokens] + [max_tokens]
     accum = max(1, config.tokens_per_step // (config.micro_batch_tokens * world_size))
-    held_out = validation_examples(val_files, config.validation_examples, max_tokens) if is_main else []
+    held_out = (validation_examples(val_files, config.validation_examples, max_tokens, split.validation_filter())
+                if is_main else [])
+    if is_main and not resume:
+        claim_run_folder(out, overwrite=overwrite)
 
     # -- model, optimizer, schedule, resume ---------------------------------------------------
     model = build_model(config, device)
@@ -189,15 +233,16 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
 
     stream = ExampleStream(train_files, micro_batch_tokens=config.micro_batch_tokens, buckets=buckets,
                            seed=config.seed, shuffle_buffer=config.shuffle_buffer, rank=rank,
-                           world_size=world_size, skip_micro_batches=micro_batches_done)
+                           world_size=world_size, skip_micro_batches=micro_batches_done,
+                           skip_documents=split.held_out or frozenset())
     batches = iter(make_loader(stream, num_workers=config.num_workers))
 
     summary = {
-        "dataset": str(dataset.path), "train_shards": len(train_files), "validation_shards": len(val_files),
+        "dataset": str(dataset.path), "train_shards": len(train_files), "validation": split.how,
         "accumulation_steps": accum, "world_size": world_size,
         "parameters": model.num_parameters(), "resumed_from_step": step,
-        "drops": {"too_long": count_too_long(train_files, max_tokens),
-                  "validation_too_long": count_too_long(val_files, max_tokens)},
+        "drops": {"too_long": count_too_long(train_files, max_tokens, split.train_filter()),
+                  "validation_too_long": count_too_long(val_files, max_tokens, split.validation_filter())},
     }
     if is_main:
         log.info("training: %s", json.dumps(summary))
