@@ -359,3 +359,26 @@ def test_many_processes_opening_one_fresh_cache_at_once_all_succeed(tmp_path):
                 done = list(pool.map(_open_and_write, [str(path)] * 8, [start] * 8, range(8)))
         assert done == list(range(8))
         assert len(ResponseCache(path)) == 8
+
+
+def test_after_an_outage_of_several_requests_in_a_row_no_more_are_sent(server, tmp_path):
+    server.inject(Reply(status=503), times=10**6)
+    client = make_client(server, tmp_path, max_attempts=2, outage_after=3)
+
+    async def many() -> list[str]:
+        reasons = []
+        try:
+            for index in range(6):
+                messages = prompts.evidence_messages(f"Question {index} about the mill?", ["Ada ran the mill."])
+                try:
+                    await client.chat(messages, "evidence", response_format=prompts.EVIDENCE_FORMAT)
+                except LLMRequestError as error:
+                    assert error.transient
+                    reasons.append(error.reason)
+        finally:
+            await client.aclose()
+        return reasons
+
+    assert asyncio.run(many()) == ["server_error"] * 6  # every request waits for a rerun...
+    assert server.requests == 3 * 2  # ...but after 3 given up on, the other 3 were never sent
+    assert client.usage.stage("evidence").failures == {"server_error": 6}
