@@ -116,6 +116,12 @@ class Term:
     kind: str  # "word", "phrase", "name", "number", or "opener" (capitalised at a sentence start)
 
 
+# prepare_document keeps the terms of a document's first units up to this many (about 1.4 kB a
+# unit); a longer document's later chunks find their terms again when they are asked about, so
+# memory stays bounded (a 50 MB document has 600,000 units) at the cost of extracting them twice.
+_KEEP_PREPARED_UNITS = 50_000
+
+
 @dataclass
 class _DocumentFrequencies:
     df: Counter  # term key -> number of the document's units holding it
@@ -162,13 +168,18 @@ class OfflineBackend:
         if self.config.idf_scope != "document":
             return
         frequencies = _DocumentFrequencies(Counter(), 0)
+        kept_units = 0
         for chunk in chunks:
             surface: dict[str, str] = {}
             unit_terms = [self.unit_terms(text, surface) for text in chunk.sentences]
             for terms in unit_terms:
                 frequencies.df.update(terms.keys())
             frequencies.n_units += len(unit_terms)
-            self._prepared[chunk.chunk_id] = (unit_terms, surface, frequencies)
+            kept_units += len(unit_terms)
+            if kept_units <= _KEEP_PREPARED_UNITS:
+                self._prepared[chunk.chunk_id] = (unit_terms, surface, frequencies)
+            else:  # a very long document: its later chunks' terms are found again when asked for
+                self._prepared[chunk.chunk_id] = (None, None, frequencies)
 
     def forget_document(self, chunks: Sequence[Chunk]) -> None:
         """Drop what ``prepare_document`` kept for chunks that were never asked about (a chunk too
@@ -251,6 +262,9 @@ class OfflineBackend:
             self._cache.move_to_end(key)
             return cached
         prepared = self._prepared.pop(chunk_id, None)
+        if prepared is not None and prepared[0] is None:  # prepared without its terms: find them again
+            surface = {}
+            prepared = ([self.unit_terms(text, surface) for text in units], surface, prepared[2])
         if prepared is not None and len(prepared[0]) == len(units):
             unit_terms, surface, frequencies = prepared
             df, n = frequencies.df, frequencies.n_units

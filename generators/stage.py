@@ -188,14 +188,40 @@ class _ShardResult:
     pending: Counter = field(default_factory=Counter)  # chunks waiting for the back end, by reason
 
     def add_document(self, document, chunks, outcomes: list[ChunkOutcome]) -> None:
+        """Write one document's rows. Its chunks go out in windows of ``_WRITE_WINDOW``, so a very
+        long document (a 50 MB book has 6,500 chunks) never becomes one Arrow table per artifact;
+        the rows and their order are the same either way."""
         self.counts["documents"] += 1
         self.counts["chunks"] += len(chunks)
         self.counts["document_chars"] += document.n_chars
         self.sources[document.source.split(":")[0]] += 1
         self.writers["documents"].write(records_to_table("documents", [document]))  # with its language score
-        self.writers["chunks"].write(records_to_table("chunks", chunks))
-        examples = []
-        links = []
+        document_links: list = []
+        edges = 0
+        for start in range(0, len(chunks), _WRITE_WINDOW):
+            window = chunks[start:start + _WRITE_WINDOW]
+            self.writers["chunks"].write(records_to_table("chunks", window))
+            links, examples = self._outcomes(outcomes[start:start + _WRITE_WINDOW])
+            # Links never leave their chunk, so the graphs of the windows are disjoint and their
+            # diagnostics add up to the document's.
+            graph = link_graph(window, links)
+            diagnostics = graph_diagnostics(graph)
+            self.counts["graph_units"] += diagnostics["units"]
+            self.counts["graph_edges"] += diagnostics["edges"]
+            self.counts["graph_linked_units"] += diagnostics["linked_units"]
+            self.edge_distances.update(diagnostics["distance_histogram"])
+            edges += diagnostics["edges"]
+            document_links.extend(graph_links(graph))
+            self.writers["examples"].write(records_to_table("examples", examples))
+            self.counts["examples"] += len(examples)
+        self.counts["documents_without_links"] += edges == 0
+        document_links.sort(key=lambda link: (link.chunk_id, link.src, link.dst))  # graph_links' order, document-wide
+        self.writers["links"].write(records_to_table("links", document_links))
+        self.counts["links"] += len(document_links)
+
+    def _outcomes(self, outcomes: list[ChunkOutcome]) -> tuple[list, list]:
+        """The links seen and the examples made by some chunks, with their counts."""
+        links, examples = [], []
         for outcome in outcomes:
             if outcome.pending_reason is not None:  # neither a drop nor an example: it waits
                 self.pending[outcome.pending_reason] += 1
@@ -215,18 +241,11 @@ class _ShardResult:
             self.counts["example_tokens"] += example.n_tokens
             if example.link_distance is not None:
                 self.link_distances[example.link_distance] += 1
-        graph = link_graph(chunks, links)
-        diagnostics = graph_diagnostics(graph)
-        self.counts["graph_units"] += diagnostics["units"]
-        self.counts["graph_edges"] += diagnostics["edges"]
-        self.counts["graph_linked_units"] += diagnostics["linked_units"]
-        self.counts["documents_without_links"] += diagnostics["edges"] == 0
-        self.edge_distances.update(diagnostics["distance_histogram"])
-        links = graph_links(graph)
-        self.writers["links"].write(records_to_table("links", links))
-        self.writers["examples"].write(records_to_table("examples", examples))
-        self.counts["links"] += len(links)
-        self.counts["examples"] += len(examples)
+        return links, examples
+
+
+# Chunks of one document written (and their link graph built) together.
+_WRITE_WINDOW = 256
 
 
 async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer, result: _ShardResult) -> None:

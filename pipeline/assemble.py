@@ -66,7 +66,7 @@ def assemble_example(
         anchor=list(anchor),
         link_target=link_target,
         link_distance=link_distance,
-        token_ids=list(chunk.token_ids),
+        token_ids=chunk.token_ids,  # shared, not copied: a compact array from the segmenter
         sentence_ends=list(chunk.sentence_ends),
         sentences=list(chunk.sentences),
     )

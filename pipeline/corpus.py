@@ -195,7 +195,7 @@ def iter_documents(
                 drops.add(reason)
                 log.debug("%s: dropped (%s): %s %.2f", raw.source, reason, language, score)
                 continue
-            yield Document(
+            document = Document(
                 doc_id=digest.hex()[:16],
                 source=raw.source,
                 title=title,
@@ -204,6 +204,8 @@ def iter_documents(
                 lang_score=score,
                 n_chars=len(text),
             )
+            del raw, text  # only the cleaned text stays alive while the document is worked on
+            yield document
 
 
 def document_chunks(

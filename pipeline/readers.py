@@ -226,11 +226,13 @@ def _read_jsonl(path: Path, config: CorpusConfig, drops: Drops) -> Iterator[RawD
                 if not isinstance(text, str):
                     problems.add("missing_text", where, f"no string field {config.text_field!r} (set text_field)")
                     continue
-                yield RawDocument(
+                document = RawDocument(
                     _source(path, str(number), _field(record, config.id_field)),
                     text,
                     _field(record, config.title_field),
                 )
+                del line, record, text  # the line's bytes and its parsed copy: not kept while the document is used
+                yield document
     finally:
         problems.log()
     if not seen_any:

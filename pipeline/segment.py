@@ -18,8 +18,9 @@ import bisect
 import functools
 import itertools
 import re
+from array import array
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from tokenizers import Tokenizer
 
@@ -30,6 +31,12 @@ from pipeline.tokenize import encode_texts
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
 # spaCy and the regex rule see blocks of at most this many characters (spaCy refuses > 1M).
 _MAX_BLOCK_CHARS = 100_000
+# Sentences are tokenized in batches of about this many characters (bounded memory, same tokens).
+_ENCODE_BATCH_CHARS = 1_000_000
+# Token ids in a compact array: unsigned 32-bit ("I" is at least 2 bytes by the C standard, 4 on
+# every platform we run on; checked at import so a vocabulary id never wraps).
+_TOKEN_TYPE = "I"
+assert array(_TOKEN_TYPE).itemsize >= 4
 _SENTENCE_END = re.compile(r"[.!?…]+['\"”’)\]]*(?=\s)")
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr st jr sr prof gen col capt lt sgt rev hon vs etc no vol fig ch pp e.g i.e cf al".split()
@@ -43,10 +50,13 @@ _WORD_CUT = re.compile(r"(?<=\S)\s")  # where a word ends and whitespace begins
 
 @dataclass(frozen=True)
 class SegmentedText:
-    """A document's retrieval units and their tokens: ``sentence_ends[i]`` is unit i's last token."""
+    """A document's retrieval units and their tokens: ``sentence_ends[i]`` is unit i's last token.
+
+    ``token_ids`` is a compact ``array`` (4 bytes a token, not a Python int each: 12M tokens of a
+    50 MB document take 48 MB, not 400); slices and ``list(...)`` read it like a list."""
 
     units: list[str]
-    token_ids: list[int]
+    token_ids: Sequence[int]
     sentence_ends: list[int]
 
 
@@ -105,9 +115,20 @@ def _regex_starts(text: str, blocks: list[tuple[int, int]]) -> Iterator[int]:
 
 
 def _word_start(text: str, lower: int, position: int) -> int:
-    """Start of the whitespace-delimited word holding ``position`` (not before ``lower``)."""
-    return max(lower, text.rfind(" ", lower, position) + 1, text.rfind("\n", lower, position) + 1,
-               text.rfind("\t", lower, position) + 1)
+    """Start of the whitespace-delimited word holding ``position`` (not before ``lower``).
+
+    The search looks back through a window that grows only while no whitespace is found, so it
+    costs the word's length, not the distance to ``lower`` (which made a 50 MB document quadratic).
+    """
+    window = 64
+    while True:
+        low = max(lower, position - window)
+        found = max(text.rfind(" ", low, position), text.rfind("\n", low, position), text.rfind("\t", low, position))
+        if found >= 0:
+            return found + 1
+        if low == lower:
+            return lower
+        window *= 8
 
 
 class _PipelineStarts:
@@ -310,23 +331,38 @@ class Segmenter:
         # Pieces: sentences, or parts of overlong ones; joins[i] says piece i's tokens may follow
         # piece i-1's as they are (a cut at a visible-character -> whitespace transition).
         texts: list[str] = []
-        ids: list[list[int]] = []
+        ids: list[array] = []
         joins: list[bool] = []
         previous = ""
-        for sentence, encoding in zip(sentences, self.tokenizer.encode_batch(sentences, add_special_tokens=False)):
+        for sentence, encoding in self._encoded(sentences):
             safe = not previous or (sentence[0] in _SAFE_SPACE and not previous[-1].isspace())
             previous = sentence
             sentence_ids = encoding.ids
             if len(sentence_ids) <= limit:
                 texts.append(sentence)
-                ids.append(sentence_ids)
+                ids.append(array(_TOKEN_TYPE, sentence_ids))
                 joins.append(safe)
                 continue
             for index, (part, part_ids, part_safe) in enumerate(self._split_long(sentence, sentence_ids, encoding.offsets)):
                 texts.append(part)
-                ids.append(part_ids)
+                ids.append(array(_TOKEN_TYPE, part_ids))
                 joins.append(safe if index == 0 else part_safe)
         return self._merge(texts, ids, joins)
+
+    def _encoded(self, sentences: list[str]) -> Iterator[tuple[str, object]]:
+        """(sentence, its encoding) pairs, encoded in batches of about _ENCODE_BATCH_CHARS: a
+        tokenizer Encoding holds offsets, token strings and masks for every token, so encoding a
+        50 MB document in one call took gigabytes; each sentence is encoded on its own either way."""
+        batch: list[str] = []
+        size = 0
+        for sentence in sentences:
+            batch.append(sentence)
+            size += len(sentence)
+            if size >= _ENCODE_BATCH_CHARS:
+                yield from zip(batch, self.tokenizer.encode_batch(batch, add_special_tokens=False))
+                batch, size = [], 0
+        if batch:
+            yield from zip(batch, self.tokenizer.encode_batch(batch, add_special_tokens=False))
 
     def _split_long(self, sentence: str, sentence_ids: list[int], offsets: list[tuple[int, int]]) -> list[tuple[str, list[int], bool]]:
         """An overlong sentence as parts of at most max_unit_tokens: (text, ids, safe join) each.
@@ -379,7 +415,7 @@ class Segmenter:
         return [(part, part_ids, index == 0) for index, (part, part_ids) in
                 enumerate(zip(texts, encode_texts(texts, self.tokenizer)))]
 
-    def _merge(self, texts: list[str], ids: list[list[int]], joins: list[bool]) -> SegmentedText:
+    def _merge(self, texts: list[str], ids: list[array], joins: list[bool]) -> SegmentedText:
         """Merge consecutive pieces until each unit has at least min_unit_tokens tokens."""
         minimum = self.config.min_unit_tokens
         unit_ends: list[int] = []
@@ -395,7 +431,7 @@ class Segmenter:
             else:
                 unit_ends.append(len(ids))
         units: list[str] = []
-        token_ids: list[int] = []
+        token_ids = array(_TOKEN_TYPE)
         sentence_ends: list[int] = []
         start = 0
         for end in unit_ends:

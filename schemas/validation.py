@@ -39,10 +39,17 @@ def check_schema(schema: pa.Schema, artifact: str, source: str) -> None:
         raise SchemaError(f"{source}: unexpected field(s) {', '.join(map(repr, extra))} for {artifact}")
 
 
-def _check_units(source: str, row: int, tokens: int, ends: list[int], sentences: list[str]) -> None:
-    if len(ends) != len(sentences):
+def _lengths(column: pa.ChunkedArray | pa.Array) -> list[int]:
+    """The length of each list in a list column (a null list counts 0)."""
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.list_value_length(column), 0).to_pylist()
+
+
+def _check_units(source: str, row: int, tokens: int, ends: list[int], n_sentences: int) -> None:
+    if len(ends) != n_sentences:
         raise SchemaError(
-            f"{source}: row {row}: field 'sentence_ends' has {len(ends)} entries but 'sentences' has {len(sentences)}"
+            f"{source}: row {row}: field 'sentence_ends' has {len(ends)} entries but 'sentences' has {n_sentences}"
         )
     previous = -1
     for end in ends:
@@ -71,22 +78,24 @@ def validate_table(table: pa.Table | pa.RecordBatch, artifact: str, source: str,
             row = next(i for i, v in enumerate(column.is_null().to_pylist()) if v)
             raise SchemaError(f"{source}: row {first_row + row}: field {field.name!r} is null")
     if artifact in ("chunks", "examples"):
-        tokens = table.column("token_ids").to_pylist()
+        # Lengths only: the token ids and sentences themselves are never turned into Python objects
+        # (for a 50 MB document that took gigabytes).
+        tokens = _lengths(table.column("token_ids"))
+        units = _lengths(table.column("sentences"))
         ends = table.column("sentence_ends").to_pylist()
-        sentences = table.column("sentences").to_pylist()
-        for i, (t, e, s) in enumerate(zip(tokens, ends, sentences)):
-            _check_units(source, first_row + i, len(t), e, s)
+        for i, (t, e, n) in enumerate(zip(tokens, ends, units)):
+            _check_units(source, first_row + i, t, e, n)
         if artifact == "examples":
             positives = table.column("positives").to_pylist()
             anchors = table.column("anchor").to_pylist()
             targets = table.column("link_target").to_pylist()
-            for i, (p, a, target, s) in enumerate(zip(positives, anchors, targets, sentences)):
+            for i, (p, a, target, n) in enumerate(zip(positives, anchors, targets, units)):
                 row = first_row + i
                 if not p:
                     raise SchemaError(f"{source}: row {row}: field 'positives' is empty")
-                _check_indices(source, row, "positives", p, len(s))
-                _check_indices(source, row, "anchor", a, len(s))
-                _check_indices(source, row, "link_target", [target] if target is not None else [], len(s))
+                _check_indices(source, row, "positives", p, n)
+                _check_indices(source, row, "anchor", a, n)
+                _check_indices(source, row, "link_target", [target] if target is not None else [], n)
     if artifact == "links":
         for i, (src, dst, dist) in enumerate(zip(*(table.column(n).to_pylist() for n in ("src", "dst", "distance")))):
             if dist != abs(dst - src):

@@ -62,7 +62,7 @@ def test_whitespace_between_sentences_opens_the_next_unit(segmenter, book_text):
 
 def test_segment_tokens_equal_tokenizing_each_unit_on_its_own(segmenter, tokenizer, book_text):
     segmented = segmenter.segment(book_text)
-    assert (segmented.token_ids, segmented.sentence_ends) == tokenize_units(segmented.units, tokenizer)
+    assert (list(segmented.token_ids), segmented.sentence_ends) == tokenize_units(segmented.units, tokenizer)
 
 
 def test_short_sentences_are_merged_into_one_unit(segmenter):
@@ -105,7 +105,7 @@ def test_a_run_without_whitespace_is_split_between_tokens(tokenizer, tokenizer_p
     segmented = segmenter.segment(text)
     assert "".join(segmented.units) == text
     assert len(segmented.units) > 5
-    assert (segmented.token_ids, segmented.sentence_ends) == tokenize_units(segmented.units, tokenizer)
+    assert (list(segmented.token_ids), segmented.sentence_ends) == tokenize_units(segmented.units, tokenizer)
 
 
 def test_paragraph_breaks_end_a_sentence(tokenizer, tokenizer_path):
@@ -174,5 +174,19 @@ def test_a_huge_paragraph_without_sentence_ends_or_spaces_stays_exact(segmenter,
     text = no_periods + " " + no_spaces  # blocks are cut at 100,000 characters
     segmented = segmenter.segment(text)
     assert "".join(segmented.units) == text
-    assert (segmented.token_ids, segmented.sentence_ends) == tokenize_units(segmented.units, tokenizer)
+    assert (list(segmented.token_ids), segmented.sentence_ends) == tokenize_units(segmented.units, tokenizer)
     assert max(_token_counts(segmented.units, tokenizer)) < config.max_unit_tokens + 2 * config.min_unit_tokens
+
+
+def test_word_start_finds_the_nearest_whitespace_like_a_search_back_to_the_lower_bound(book_text):
+    import random
+
+    from pipeline.segment import _word_start
+
+    text = book_text[:20_000] + "\t" + "x" * 3_000 + "\n" + book_text[20_000:40_000]
+    rng = random.Random(3)
+    for _ in range(2_000):
+        position = rng.randrange(1, len(text))
+        lower = rng.choice([0, rng.randrange(0, position)])
+        naive = max(lower, *(text.rfind(space, lower, position) + 1 for space in " \n\t"))
+        assert _word_start(text, lower, position) == naive
