@@ -89,6 +89,10 @@ def demo(
     root = resolve_data_root(str(data) if data else None)
     result = generate(data_root=str(root))
     typer.echo(demo_summary(Path(result["path"]), root))
+    if not os.environ.get("PREFECT_API_URL"):
+        typer.echo("its linkscan.dataset.published event went to a temporary Prefect server (gone now); with "
+                   "`make serve` running, `prefect deployment run 'generate/default'` announces this version there, "
+                   "which starts training on it")
 
 
 def demo_summary(path: Path, data_root: Path) -> str:
