@@ -39,11 +39,13 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextmanager
-def interruptible(resume_hint: str = "rerun the same command to resume") -> Iterator[None]:
+def interruptible(resume_hint: str = "rerun the same command to resume",
+                  data_root: Path | None = None) -> Iterator[None]:
     """Turn SIGTERM into an exception like SIGINT's, and either into one line and exit 128 + signal.
 
     Temporary files are removed by the ``with`` blocks that made them as the exception passes;
-    finished work (shards, checkpoints) stays for the rerun.
+    what a signal landing between two of those steps leaves (a lock file, a temporary shard) is
+    swept from ``data_root``'s staging folders. Finished work (shards, checkpoints) stays.
     """
 
     def on_sigterm(signum, frame):
@@ -54,6 +56,10 @@ def interruptible(resume_hint: str = "rerun the same command to resume") -> Iter
         yield
     except KeyboardInterrupt as interrupt:
         signum = getattr(interrupt, "signum", signal.SIGINT)
+        if data_root is not None:
+            from pipeline.store import sweep_staging
+
+            sweep_staging(data_root)
         typer.echo(f"interrupted ({signal.Signals(signum).name}); {resume_hint}", err=True)
         raise typer.Exit(128 + signum) from None
     finally:

@@ -77,7 +77,7 @@ def generate(
         progress = show_llm_progress()  # live requests, failures, cache hits, tokens, cost (stderr)
     root = resolve_data_root(data)
     try:
-        with interruptible(), progress:
+        with interruptible(data_root=root), progress:
             if repair:
                 repaired = repair_version(config, root, api_key=api_key)
                 state = f"repaired {len(repaired.repaired)} shard file(s)" if repaired.repaired else "nothing to repair"
@@ -94,6 +94,9 @@ def generate(
     except StoreError as error:  # another writer of the version, a damaged store
         fail(str(error), EXIT_FAILED)
     except OSError as error:  # a full disk, a read-only folder
+        from pipeline.store import sweep_staging
+
+        sweep_staging(root)
         fail(os_error_line(error, root), EXIT_FAILED)
     counts = result.manifest.get("counts", {})
     state = "published" if result.newly_published else "already published"

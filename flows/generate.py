@@ -94,6 +94,13 @@ def generate_shard_task(plan: Any, index: int) -> dict:
     return stage.generate_shard(_with_api_key(plan), index)
 
 
+@task(name="shard-keys", task_run_name="keys-{index}", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
+def shard_keys_task(plan: Any, index: int) -> int:
+    """The dedupe's first pass over one shard: its documents' content keys."""
+    return stage.shard_keys(plan, index)
+
+
 @task(name="publish", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
 def publish_task(plan: Any, writer: Any = None) -> str:
     return str(stage.publish_generation(plan, writer))
@@ -105,6 +112,9 @@ def generate_shards(plan: Any) -> list[dict]:
 
     Waits for every shard, so an LLM outage leaves each shard's answers received so far in the
     cache, then fails with all waiting chunks counted in one message."""
+    if plan.num_shards > 1:  # the corpus-wide dedupe: every shard's keys, then what each one drops
+        shard_keys_task.map(plan=unmapped(plan), index=list(range(plan.num_shards))).result()
+        stage.prepare_dedupe(plan)
     futures = generate_shard_task.map(plan=unmapped(plan), index=list(range(plan.num_shards)))
     futures.wait()
     results, waiting, failed = [], [], []

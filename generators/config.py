@@ -71,7 +71,7 @@ class GenerateConfig(BaseModel):
     method: Method = "link"
     generator: Generator = "offline"
     seed: int = 0
-    num_shards: int = Field(8, ge=1, description="shards per artifact (at most one per input file)")
+    num_shards: int = Field(8, ge=1, description="shards per artifact, cut over the corpus's content (fewer when it cannot be cut so finely)")
     # Chunks in flight at once within a shard; it matters for the LLM back end only, and does not
     # change the output (results are written in chunk order).
     concurrency: int = Field(16, ge=1)
@@ -112,6 +112,8 @@ def version_config(config: GenerateConfig) -> dict:
     from pipeline.tokenize import tokenizer_identity
 
     fields = config.model_dump(mode="json", exclude={"corpus", "concurrency", "llm", "offline", "allow_partial"})
+    # How shards are cut and deduplicated decides their bytes: content ranges, corpus-wide dedupe.
+    fields["sharding"] = "content-ranges"
     if config.allow_partial:  # a partial version never takes the id (and the place) of the complete one
         fields["allow_partial"] = True
     corpus_fields = fields["corpus_config"]

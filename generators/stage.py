@@ -12,7 +12,11 @@ config and the input fingerprints, so a rerun finds the same staging folder: sha
 earlier (killed) run are skipped, the others are rebuilt, and since every choice is seeded from the
 config and the chunk, the shards come out byte-identical either way.
 
-A shard is a group of input files (balanced by size); exact duplicates are removed within a shard.
+A shard is a contiguous range of the corpus's content (``pipeline.sharding``: JSONL byte ranges,
+Parquet row groups, whole files where they cannot be split), so one large file feeds every
+worker. Exact duplicates are removed corpus-wide in two passes: every shard's content keys first
+(``shard_keys``, cheap: reading and cleaning), then each shard drops the documents an earlier
+shard holds (the first occurrence in corpus order wins) besides its own repeats.
 """
 from __future__ import annotations
 
@@ -25,11 +29,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from generators.config import GenerateConfig, version_config
 from generators.graph import graph_diagnostics, graph_links, link_graph
 from generators.base import Pending
 from generators.methods import ChunkOutcome, generate_for_chunk
 from pipeline.drops import Drops
+from pipeline.sharding import InputPiece, plan_shards
 from pipeline.store import (
     DatasetLockedError, DatasetWriter, ShardWriter, VersionStaging, file_sha256, published_version, shard_name, version_id,
 )
@@ -91,8 +98,9 @@ class GenerationPlan:
     data_root: str
     config: GenerateConfig
     fingerprints: dict
-    shard_inputs: tuple[tuple[str, ...], ...]
+    shard_inputs: tuple[tuple[InputPiece, ...], ...]
     already_published: str | None = None
+    shard_notes: tuple[str, ...] = ()  # why fewer shards than asked, which files could not be split
     # Resolved by the caller from the environment variable the LLM config names; never persisted.
     api_key: str | None = field(default=None, repr=False, compare=False)
 
@@ -123,18 +131,6 @@ def make_backend(config: GenerateConfig, *, cache_dir: Path | None = None, api_k
     raise GenerationError(f"generator {config.generator!r}: use offline or llm")
 
 
-def _balanced_groups(files: list[Path], groups: int) -> tuple[tuple[str, ...], ...]:
-    """Files spread over ``groups`` groups of similar total size (largest first, deterministic)."""
-    sizes = {f: (f.stat().st_size if f.is_file() else 0) for f in files}
-    bins: list[list[Path]] = [[] for _ in range(groups)]
-    totals = [0] * groups
-    for path in sorted(files, key=lambda f: (-sizes[f], str(f))):
-        smallest = min(range(groups), key=lambda i: (totals[i], i))
-        bins[smallest].append(path)
-        totals[smallest] += sizes[path]
-    return tuple(tuple(str(p) for p in sorted(group)) for group in bins)
-
-
 def plan_generation(config: GenerateConfig, data_root: Path | str, *, api_key: str | None = None) -> GenerationPlan:
     """The version id, the shards and their input files; notes whether the version is already published."""
     from pipeline.corpus import content_key, fingerprint_inputs, list_inputs
@@ -149,16 +145,75 @@ def plan_generation(config: GenerateConfig, data_root: Path | str, *, api_key: s
     fingerprints = fingerprint_inputs(config.corpus)
     version = version_id(version_config(config), content_key(fingerprints))
     published = published_version(data_root, config.name, version)
+    shards = plan_shards(files, config.num_shards)
+    for note in shards.notes:
+        log.info("%s %s: %s", config.name, version, note)
     return GenerationPlan(
         name=config.name,
         version=version,
         data_root=str(data_root),
         config=config,
         fingerprints=fingerprints,
-        shard_inputs=_balanced_groups(files, min(config.num_shards, len(files))),
+        shard_inputs=shards.shards,
         already_published=str(published) if published else None,
+        shard_notes=shards.notes,
         api_key=api_key,
     )
+
+
+# -- the corpus-wide dedupe: content keys per shard, then what each shard drops --------------------
+def _keys_path(staging: VersionStaging, kind: str, index: int) -> Path:
+    return staging.dir / ".dedupe" / f"{kind}-{index:05d}.npy"
+
+
+def _save_keys(path: Path, keys: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, keys, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def shard_keys(plan: GenerationPlan, index: int) -> int:
+    """The first pass of the dedupe for one shard (idempotent): its documents' content keys, saved
+    in the staging folder; returns how many. A flow maps this over the shards."""
+    from pipeline.corpus import document_keys
+
+    staging = VersionStaging(plan.data_root, plan.name, plan.version)
+    path = _keys_path(staging, "keys", index)
+    if not path.is_file():
+        _save_keys(path, document_keys(plan.shard_inputs[index], plan.config.corpus_config))
+    return len(np.load(path, allow_pickle=False))
+
+
+def prepare_dedupe(plan: GenerationPlan) -> dict:
+    """After every shard's keys (computing those not there yet): for each shard, the keys an earlier
+    shard holds, which it will drop. Returns the count of documents repeated across shards."""
+    from pipeline.corpus import keys_kept_earlier
+
+    staging = VersionStaging(plan.data_root, plan.name, plan.version)
+    if plan.num_shards < 2:
+        return {"cross_shard_repeats": 0}
+    for index in range(plan.num_shards):
+        shard_keys(plan, index)
+    keys = [np.load(_keys_path(staging, "keys", index), allow_pickle=False) for index in range(plan.num_shards)]
+    repeated = keys_kept_earlier(keys)
+    for index, found in enumerate(repeated):
+        _save_keys(_keys_path(staging, "repeated", index), found)
+    return {"cross_shard_repeats": int(sum(len(found) for found in repeated))}
+
+
+def _cross_shard_duplicates(plan: GenerationPlan, staging: VersionStaging, index: int):
+    """The content keys shard ``index`` must drop because an earlier shard keeps them (None for a
+    plan of one shard)."""
+    from pipeline.corpus import DigestSet
+
+    if plan.num_shards < 2:
+        return None
+    path = _keys_path(staging, "repeated", index)
+    if not path.is_file():
+        prepare_dedupe(plan)
+    return DigestSet(np.load(path, allow_pickle=False))
 
 
 def _check_tokenizer(name_or_path: str) -> None:
@@ -248,7 +303,8 @@ class _ShardResult:
 _WRITE_WINDOW = 256
 
 
-async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer, result: _ShardResult) -> None:
+async def _generate(plan: GenerationPlan, inputs: list[InputPiece], backend, tokenizer, result: _ShardResult,
+                    duplicates) -> None:
     """Chunks of consecutive documents in flight together (up to ``concurrency``), results in order."""
     from pipeline.corpus import corpus_to_chunks
 
@@ -277,7 +333,8 @@ async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer,
 
     pending: deque = deque()
     in_flight = 0
-    for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops, listed=True):
+    for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops, listed=True,
+                                             duplicates=duplicates, counts=result.counts):
         if prepare_document is not None:
             prepare_document(chunks)
         pending.append((document, chunks, asyncio.gather(*(one(c) for c in chunks))))
@@ -289,7 +346,8 @@ async def _generate(plan: GenerationPlan, inputs: list[str], backend, tokenizer,
         await finish_oldest()
 
 
-def _run_backend(plan: GenerationPlan, inputs: list[str], result: _ShardResult, api_key: str | None) -> dict | None:
+def _run_backend(plan: GenerationPlan, inputs: list[InputPiece], result: _ShardResult, api_key: str | None,
+                 duplicates=None) -> dict | None:
     from pipeline.tokenize import load_tokenizer
 
     config = plan.config
@@ -298,7 +356,7 @@ def _run_backend(plan: GenerationPlan, inputs: list[str], result: _ShardResult, 
 
     async def main() -> None:
         try:
-            await _generate(plan, inputs, backend, tokenizer, result)
+            await _generate(plan, inputs, backend, tokenizer, result, duplicates)
         finally:
             if hasattr(backend, "aclose"):
                 await backend.aclose()
@@ -330,16 +388,17 @@ def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = No
         return done
     staging.dir.mkdir(parents=True, exist_ok=True)
     inputs = list(plan.shard_inputs[index])
+    duplicates = _cross_shard_duplicates(plan, staging, index)
     with ExitStack() as files:  # each shard file is renamed into place only if the whole shard succeeds
         writers = {a: files.enter_context(staging.shard_writer(a, index, plan.num_shards)) for a in ARTIFACTS}
         result = _ShardResult(writers=writers)
-        llm_stats = _run_backend(plan, inputs, result, api_key or plan.api_key)
+        llm_stats = _run_backend(plan, inputs, result, api_key or plan.api_key, duplicates)
         if result.pending and not plan.config.allow_partial:
             # Raised inside the block: the shard's temporary files are removed, nothing is renamed.
             raise PendingChunksError(plan.name, plan.version, dict(result.pending), [index])
     stats = {
         "shard": index,
-        "inputs": inputs,
+        "inputs": [piece.describe() for piece in inputs],
         "counts": dict(sorted(result.counts.items())),
         "drop_reasons": result.drops.as_dict(),
         "edge_distance_histogram": dict(sorted(result.edge_distances.items())),
@@ -431,7 +490,9 @@ def aggregate_stats(plan: GenerationPlan, shard_stats: list[dict]) -> dict:
         "diagnostics": diagnostics,
         "labels": labels,
         "sources": _sum_counters([s["sources"] for s in shard_stats]),
-        "shard_inputs": [list(group) for group in plan.shard_inputs],
+        "dedupe": {"scope": "corpus", "cross_shard_duplicates": counts.get("cross_shard_duplicates", 0)},
+        "shard_inputs": [[piece.describe() for piece in group] for group in plan.shard_inputs],
+        "shard_plan_notes": list(plan.shard_notes),
         "llm": llm,
     }
 
@@ -530,6 +591,7 @@ def run_generation(config: GenerateConfig, data_root: Path | str, *, api_key: st
         repair_latest(plan)
     else:
         with _writer(plan) as writer:
+            prepare_dedupe(plan)
             waiting = []
             for index in range(plan.num_shards):  # every shard, so one outage leaves all the rest cached
                 try:

@@ -13,9 +13,11 @@ import functools
 import hashlib
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from pipeline.chunking import chunk_spans
@@ -26,6 +28,7 @@ from pipeline.drops import Drops
 from pipeline.language import detect_language
 from pipeline.readers import FORMATS, format_of, read_documents
 from pipeline.segment import Segmenter
+from pipeline.sharding import InputPiece
 from pipeline.store import file_sha256
 from pipeline.tokenize import load_tokenizer
 from schemas import Chunk, Document
@@ -157,35 +160,33 @@ def content_key(fingerprints: dict) -> dict:
 
 
 def iter_documents(
-    paths: str | Path | Iterable[str | Path], config: CorpusConfig, drops: Drops, *, listed: bool = False
+    paths: str | Path | Iterable[str | Path | InputPiece], config: CorpusConfig, drops: Drops, *,
+    listed: bool = False, duplicates: DigestSet | None = None, counts: Counter | None = None,
 ) -> Iterator[Document]:
     """Cleaned, language-filtered, exact-deduplicated documents, streamed in input order.
 
     ``doc_id`` is the first 16 hex digits of the SHA-256 of the cleaned text, so the same text
     gets the same id in any corpus; a second copy is dropped as ``duplicate``. ``listed`` says
-    ``paths`` are the files themselves, as ``list_inputs`` gave them (a shard's inputs): they are
-    read as named, never expanded again.
+    ``paths`` are a shard's inputs as planned (files or ``InputPiece`` parts of them): they are read
+    as named, never expanded again. ``duplicates`` holds the content keys of documents that an
+    earlier shard keeps (the corpus-wide dedupe): those are dropped as ``duplicate`` too, and
+    counted in ``counts["cross_shard_duplicates"]``.
     """
     seen: set[bytes] = set()
-    for path in (map(Path, paths) if listed else list_inputs(paths)):
-        for raw in read_documents(path, config, drops):
-            text, title = raw.text, raw.title
-            if looks_like_html(text):
-                text, html_title = html_to_text(text)
-                title = title or html_title
-            text = clean_text(
-                text,
-                unicode_form=config.unicode_form,
-                gutenberg=config.strip_gutenberg,
-                max_line_repeats=config.max_line_repeats,
-            )
+    pieces = map(InputPiece.of, paths) if listed else (InputPiece(str(p)) for p in list_inputs(paths))
+    for piece in pieces:
+        for raw in read_documents(Path(piece.path), config, drops, piece):
+            text, title = _cleaned(raw, config)
             if len(text) < config.min_doc_chars:
                 drops.add("too_short")
                 log.debug("%s: dropped (too_short): %d chars < min_doc_chars", raw.source, len(text))
                 continue
             digest = hashlib.sha256(text.encode()).digest()
-            if digest in seen:
+            if digest in seen or (duplicates is not None and content_key_of(digest) in duplicates):
                 drops.add("duplicate")
+                if digest not in seen and counts is not None:
+                    counts["cross_shard_duplicates"] += 1
+                seen.add(digest)
                 log.debug("%s: dropped (duplicate)", raw.source)
                 continue
             seen.add(digest)
@@ -206,6 +207,65 @@ def iter_documents(
             )
             del raw, text  # only the cleaned text stays alive while the document is worked on
             yield document
+
+
+def _cleaned(raw, config: CorpusConfig) -> tuple[str, str | None]:
+    """A raw document's cleaned text and its title (from the record, else from its HTML)."""
+    text, title = raw.text, raw.title
+    if looks_like_html(text):
+        text, html_title = html_to_text(text)
+        title = title or html_title
+    text = clean_text(text, unicode_form=config.unicode_form, gutenberg=config.strip_gutenberg,
+                      max_line_repeats=config.max_line_repeats)
+    return text, title
+
+
+# -- the corpus-wide dedupe -----------------------------------------------------------------------
+# A document's content key: the first 16 bytes of the sha256 of its cleaned text (a collision is
+# expected once in about 10^19 pairs). Keys are kept in sorted numpy arrays, 16 bytes a document.
+KEY_BYTES = 16
+
+
+def content_key_of(digest: bytes) -> bytes:
+    return digest[:KEY_BYTES]
+
+
+class DigestSet:
+    """A sorted array of content keys with membership tests (16 bytes a key, not a Python set)."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        self.keys = np.unique(np.asarray(keys, dtype=f"S{KEY_BYTES}"))
+
+    def __contains__(self, key: bytes) -> bool:
+        at = int(np.searchsorted(self.keys, np.array(key, dtype=f"S{KEY_BYTES}")))
+        return at < len(self.keys) and self.keys[at] == key
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def document_keys(pieces: Iterable[str | Path | InputPiece], config: CorpusConfig) -> np.ndarray:
+    """The content keys of the documents a shard reads that pass the length filter, unique, sorted:
+    the first pass of the corpus-wide dedupe (reading and cleaning, no language model, no tokens)."""
+    keys: set[bytes] = set()
+    drops = Drops()  # counted in the second pass, which reads the same documents
+    for piece in map(InputPiece.of, pieces):
+        for raw in read_documents(Path(piece.path), config, drops, piece):
+            text, _ = _cleaned(raw, config)
+            if len(text) >= config.min_doc_chars:
+                keys.add(content_key_of(hashlib.sha256(text.encode()).digest()))
+    return np.array(sorted(keys), dtype=f"S{KEY_BYTES}")
+
+
+def keys_kept_earlier(shard_keys: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """For each shard, those of its keys that an earlier shard already holds (corpus order: the
+    first occurrence wins), from every shard's ``document_keys``."""
+    earlier = np.array([], dtype=f"S{KEY_BYTES}")
+    repeated = []
+    for keys in shard_keys:
+        repeated.append(keys[np.isin(keys, earlier, assume_unique=True)])
+        earlier = np.union1d(earlier, keys)
+    return repeated
 
 
 def document_chunks(
@@ -272,17 +332,18 @@ def _cached_index(key: tuple, ngram: int) -> NgramIndex:
 
 
 def corpus_to_chunks(
-    paths: str | Path | Iterable[str | Path], config: CorpusConfig, drops: Drops, *, listed: bool = False
+    paths: str | Path | Iterable[str | Path | InputPiece], config: CorpusConfig, drops: Drops, *,
+    listed: bool = False, duplicates: DigestSet | None = None, counts: Counter | None = None,
 ) -> Iterator[tuple[Document, list[Chunk]]]:
     """Every kept document with its chunks: read, clean, filter, dedupe, segment, chunk, decontaminate.
 
-    A document left with no chunks is not yielded and is counted as ``no_chunks``; ``listed`` as
-    in ``iter_documents``.
+    A document left with no chunks is not yielded and is counted as ``no_chunks``; ``listed``,
+    ``duplicates`` and ``counts`` as in ``iter_documents``.
     """
     tokenizer = load_tokenizer(config.tokenizer)
     segmenter = Segmenter(config, tokenizer)
     index = build_decontamination_index(config.decontaminate, config.decontamination_ngram) if config.decontaminate else None
-    for document in iter_documents(paths, config, drops, listed=listed):
+    for document in iter_documents(paths, config, drops, listed=listed, duplicates=duplicates, counts=counts):
         chunks = document_chunks(document, config, segmenter, drops=drops)
         if index is not None:
             kept = []

@@ -19,6 +19,7 @@ from typing import BinaryIO, Iterator
 from pipeline.clean import html_to_text
 from pipeline.config import CorpusConfig
 from pipeline.drops import Drops
+from pipeline.sharding import InputPiece
 
 log = logging.getLogger("linkscan")
 
@@ -91,16 +92,18 @@ def decode_bytes(data: bytes, encoding: str | None) -> tuple[str, str | None]:
     return str(best), best.encoding
 
 
-def read_documents(path: Path, config: CorpusConfig, drops: Drops) -> Iterator[RawDocument]:
-    """Every raw document in one file; unreadable files and bad records are counted, never raised."""
+def read_documents(path: Path, config: CorpusConfig, drops: Drops, piece: InputPiece | None = None) -> Iterator[RawDocument]:
+    """Every raw document in one file, or in the ``piece`` of it that a shard reads (a JSONL byte
+    range, a Parquet row-group range); unreadable files and bad records are counted, never raised."""
     kind = format_of(path)
     if kind is None:
         drops.add("unsupported_format", str(path), f"no reader for this suffix (use one of {', '.join(FORMATS)})")
         return
     reader = {"text": _read_text, "markdown": _read_text, "html": _read_html,
               "jsonl": _read_jsonl, "parquet": _read_parquet}[kind]
+    whole = piece is None or piece.unit == "file"
     try:
-        yield from reader(path, config, drops)
+        yield from (reader(path, config, drops) if whole else reader(path, config, drops, piece))
     except (OSError, EOFError, zlib.error) as error:
         # Also a truncated or corrupt gzip stream: the documents read before it are kept.
         drops.add("unreadable", str(path), f"{type(error).__name__}: {error}")
@@ -146,13 +149,17 @@ def _open_binary(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _bounded_lines(handle: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | bytearray | None]]:
+def _bounded_lines(handle: BinaryIO, limit: int, first: int = 1,
+                   end: int | None = None) -> Iterator[tuple[int, bytes | bytearray | None]]:
     """(line number, line) pairs; a line over ``limit`` bytes is read through, not kept, and given as None.
 
     Lines are read in pieces of at most 1 MiB, so memory stays near ``limit`` whatever the line.
+    Numbering starts at ``first``; reading stops at byte ``end`` (a line start), if given.
     """
-    number = 0
+    number = first - 1
     while True:
+        if end is not None and handle.tell() >= end:
+            return
         piece = handle.readline(_READ_CHUNK)
         if not piece:
             return
@@ -198,12 +205,14 @@ def _source(path: Path, where: str, doc_id: str | None) -> str:
     return f"{path}:{where}" + (f"#{doc_id}" if doc_id else "")
 
 
-def _read_jsonl(path: Path, config: CorpusConfig, drops: Drops) -> Iterator[RawDocument]:
+def _read_jsonl(path: Path, config: CorpusConfig, drops: Drops, piece: InputPiece | None = None) -> Iterator[RawDocument]:
     problems = _FileProblems(path, drops)
-    seen_any = False
+    seen_any = piece is not None  # a piece of a file is never the whole (empty) file
+    start, end, first = (piece.start, piece.end, piece.first_record) if piece is not None else (0, None, 1)
     try:
         with _open_binary(path) as handle:
-            for number, line in _bounded_lines(handle, config.max_doc_bytes):
+            handle.seek(start)
+            for number, line in _bounded_lines(handle, config.max_doc_bytes, first, end):
                 seen_any = True
                 where = f"line {number}"
                 if line is None:
@@ -239,7 +248,7 @@ def _read_jsonl(path: Path, config: CorpusConfig, drops: Drops) -> Iterator[RawD
         drops.add("empty", str(path), "empty file")
 
 
-def _read_parquet(path: Path, config: CorpusConfig, drops: Drops) -> Iterator[RawDocument]:
+def _read_parquet(path: Path, config: CorpusConfig, drops: Drops, piece: InputPiece | None = None) -> Iterator[RawDocument]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -248,6 +257,9 @@ def _read_parquet(path: Path, config: CorpusConfig, drops: Drops) -> Iterator[Ra
     except (pa.ArrowInvalid, pa.ArrowException) as error:
         drops.add("unreadable", str(path), f"not a Parquet file ({error})")
         return
+    row_groups = None
+    if piece is not None:  # the shard's row groups; rows keep their file-wide numbers
+        row_groups = list(range(piece.start, parquet.num_row_groups if piece.end is None else piece.end))
     names = parquet.schema_arrow.names
     if config.text_field not in names:
         drops.add(
@@ -257,9 +269,9 @@ def _read_parquet(path: Path, config: CorpusConfig, drops: Drops) -> Iterator[Ra
         return
     columns = [name for name in (config.text_field, config.id_field, config.title_field) if name in names]
     problems = _FileProblems(path, drops)
-    row = 0
+    row = piece.first_record if piece is not None else 0
     try:
-        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=columns):
+        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=columns, row_groups=row_groups):
             values = {name: batch.column(name).to_pylist() for name in columns}
             for i, text in enumerate(values[config.text_field]):
                 where = f"row {row + i}"

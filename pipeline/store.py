@@ -273,7 +273,8 @@ class ShardWriter:
         self._lock.__enter__()
         try:
             self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", write_statistics=True)
-        except BaseException:
+        except BaseException:  # a full disk while writing the header: nothing may be left behind
+            self._tmp.unlink(missing_ok=True)
             self._lock.__exit__(None, None, None)
             raise
         return self
@@ -429,6 +430,32 @@ class DatasetWriter:
         _atomic_write_bytes(self.root / LATEST, f"{self.version}\n".encode())
         journal.unlink()
         return self.final_dir
+
+
+def sweep_staging(data_root: Path | str) -> list[Path]:
+    """Remove what interrupted writers left in the staging folders of ``data_root``: lock files
+    nobody holds, and the temporary shard files beside them. A signal can arrive between taking a
+    lock and the ``with`` block that would release it; a file still locked belongs to a live writer
+    and is left alone. Returns the files removed."""
+    removed = []
+    for lock_path in sorted(Path(data_root).glob("datasets/*/.partial/*/**/.*.lock")):
+        try:
+            lock = _file_lock(lock_path, str(lock_path)).__enter__()
+        except (DatasetLockedError, OSError):
+            continue  # a live writer holds it
+        temporary = lock_path.with_name(lock_path.name.removesuffix(".lock") + ".tmp")
+        if temporary.exists():
+            temporary.unlink()
+            removed.append(temporary)
+        lock.__exit__(None, None, None)  # and the lock file goes with the release
+        removed.append(lock_path)
+    for lock_path in sorted(Path(data_root).glob("datasets/*/.lock-*")):
+        try:
+            _file_lock(lock_path, str(lock_path)).__enter__().__exit__(None, None, None)
+            removed.append(lock_path)
+        except (DatasetLockedError, OSError):
+            continue
+    return removed
 
 
 def code_version() -> dict:

@@ -75,7 +75,8 @@ def test_several_corpus_paths_follow_one_flag(corpus, tokenizer_path, tmp_path):
     assert result.exit_code == 0, result.output
     manifest = open_dataset(Path(printed(result.stdout)["path"])).manifest
     assert manifest["config"]["corpus"] == [str(corpus), str(second)]
-    assert len(manifest["shard_inputs"]) == 2
+    read = " ".join(piece for shard in manifest["shard_inputs"] for piece in shard)
+    assert str(corpus) in read and str(second) in read
 
 
 def test_two_processes_with_different_hash_seeds_publish_identical_bytes(corpus, tokenizer_path, tmp_path):
@@ -96,4 +97,4 @@ def test_two_processes_with_different_hash_seeds_publish_identical_bytes(corpus,
         assert run.returncode == 0, run.stderr[-2000:]
         manifest = open_dataset(Path(printed(run.stdout)["path"])).manifest
         digests.append((manifest["version"], {s["file"]: s["sha256"] for s in manifest["shards"]}))
-    assert digests[0] == digests[1] and len(digests[0][1]) == 4
+    assert digests[0] == digests[1] and len(digests[0][1]) == 8  # one file of two documents: two shards

@@ -256,17 +256,6 @@ def test_a_corpus_without_links_publishes_nothing_and_says_why(config, tmp_path)
     assert list((tmp_path / "datasets" / "small").glob("*/dataset.json")) == []
 
 
-def test_shards_are_input_files_balanced_by_size(tmp_path):
-    from generators.stage import _balanced_groups
-
-    sizes = {"a": 900, "b": 500, "c": 400, "d": 100, "e": 50}
-    for name, size in sizes.items():
-        (tmp_path / name).write_bytes(b"x" * size)
-    groups = _balanced_groups(sorted(tmp_path / n for n in sizes), 2)
-    # Largest first into the lighter group: a | b, c | ties go to the first group: a, d (1000) | b, c, e (950)
-    assert [[p.rsplit("/", 1)[1] for p in group] for group in groups] == [["a", "d"], ["b", "c", "e"]]
-
-
 def test_corpus_stage_drops_reach_the_manifest_by_reason(dev_corpus, tokenizer_path, tmp_path):
     from tests.generators_data import dev_document_text
 

@@ -318,3 +318,18 @@ def test_a_truncated_shard_is_an_error_naming_the_file(tmp_path):
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     with pytest.raises(StoreError, match=r"train-00001-of-00002.parquet: not a readable Parquet shard .*--repair"):
         open_dataset(path).read_table()
+
+
+def test_sweeping_after_an_interruption_removes_stale_locks_and_temporaries_but_not_a_live_writers(tmp_path):
+    from pipeline.store import _file_lock, sweep_staging
+
+    staging = tmp_path / "datasets" / "demo" / ".partial" / "v1" / "data"
+    staging.mkdir(parents=True)
+    stale_lock, stale_tmp = staging / ".train-00000-of-00002.parquet.lock", staging / ".train-00000-of-00002.parquet.tmp"
+    stale_lock.write_text("12345")
+    stale_tmp.write_bytes(b"PAR1 half a shard")
+    live_lock, live_tmp = staging / ".train-00001-of-00002.parquet.lock", staging / ".train-00001-of-00002.parquet.tmp"
+    with _file_lock(live_lock, "a live writer"):
+        live_tmp.write_bytes(b"PAR1 being written")
+        assert sorted(sweep_staging(tmp_path)) == sorted([stale_lock, stale_tmp])
+        assert live_lock.exists() and live_tmp.exists()
