@@ -60,31 +60,31 @@ def generate(
         config = load_config(config_file, overrides)
     except ConfigFileError as error:
         fail(str(error))
-    from contextlib import nullcontext
-
     from generators.llm.client import LLMFatalError
+    from generators.progress import GenerationProgress, show_progress
 
     api_key = None
-    progress = nullcontext()
     if config.generator == "llm":
         from generators.llm.config import MissingAPIKeyError, resolve_api_key
-        from generators.llm.progress import show_llm_progress
 
         try:
             api_key = resolve_api_key(config.llm, os.environ)
         except MissingAPIKeyError as error:
             fail(str(error))
-        progress = show_llm_progress()  # live requests, failures, cache hits, tokens, cost (stderr)
     root = resolve_data_root(data)
+
+    def progress(plan):  # documents, chunks, examples, MB/s, time left; the LLM table too (stderr)
+        return show_progress(GenerationProgress([piece for shard in plan.shard_inputs for piece in shard]))
+
     try:
-        with interruptible(data_root=root), progress:
+        with interruptible(data_root=root):
             if repair:
                 repaired = repair_version(config, root, api_key=api_key)
                 state = f"repaired {len(repaired.repaired)} shard file(s)" if repaired.repaired else "nothing to repair"
                 typer.echo(f"{repaired.path}: {state}; every shard now matches dataset.json", err=True)
                 typer.echo(f"path {repaired.path}")
                 return
-            result = run_generation(config, root, api_key=api_key)
+            result = run_generation(config, root, api_key=api_key, progress=progress)
     except PendingChunksError as error:
         fail(str(error), EXIT_PENDING)
     except EmptyDatasetError as error:

@@ -23,6 +23,7 @@ from flows.demo import BUNDLED_TOKENIZER, build_demo_corpus, bundled_tokenizer, 
 from flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root, retry_transient
 from generators import stage
 from generators.config import GenerateConfig
+from generators.progress import GenerationProgress, report_every
 from pipeline.config import CorpusConfig
 
 class DemoCorpusConfig(CorpusConfig):
@@ -91,7 +92,11 @@ def plan_task(config: GenerateConfig, data_root: str) -> Any:
     persist_result=False,
 )
 def generate_shard_task(plan: Any, index: int) -> dict:
-    return stage.generate_shard(_with_api_key(plan), index)
+    """One shard, logging its progress (documents, chunks, examples, MB/s, time left) every 30 s."""
+    logger = get_run_logger()
+    progress = GenerationProgress(plan.shard_inputs[index])
+    with report_every(progress, lambda line: logger.info("shard %d: %s", index, line), interval_s=30):
+        return stage.generate_shard(_with_api_key(plan), index, progress=progress)
 
 
 @task(name="shard-keys", task_run_name="keys-{index}", retries=2, retry_delay_seconds=5,

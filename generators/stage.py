@@ -25,9 +25,10 @@ import logging
 import os
 import shutil
 from collections import Counter, deque
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from generators.config import GenerateConfig, version_config
 from generators.graph import graph_diagnostics, graph_links, link_graph
 from generators.base import Pending
 from generators.methods import ChunkOutcome, generate_for_chunk
+from generators.progress import GenerationProgress
 from pipeline.drops import Drops
 from pipeline.sharding import InputPiece, plan_shards
 from pipeline.store import (
@@ -118,7 +120,8 @@ class GenerationResult:
     newly_published: bool
 
 
-def make_backend(config: GenerateConfig, *, cache_dir: Path | None = None, api_key: str | None = None):
+def make_backend(config: GenerateConfig, *, cache_dir: Path | None = None, api_key: str | None = None,
+                 progress: GenerationProgress | None = None):
     """The back end ``config.generator`` names: the offline one, or the LLM one (helper module)."""
     if config.generator == "offline":
         from generators.offline import OfflineBackend
@@ -127,7 +130,8 @@ def make_backend(config: GenerateConfig, *, cache_dir: Path | None = None, api_k
     if config.generator == "llm":
         from generators.llm.backend import LLMBackend
 
-        return LLMBackend(config.llm, api_key=api_key, cache_dir=cache_dir)
+        return LLMBackend(config.llm, api_key=api_key, cache_dir=cache_dir,
+                          on_usage=progress.llm.register if progress is not None else None)
     raise GenerationError(f"generator {config.generator!r}: use offline or llm")
 
 
@@ -304,7 +308,7 @@ _WRITE_WINDOW = 256
 
 
 async def _generate(plan: GenerationPlan, inputs: list[InputPiece], backend, tokenizer, result: _ShardResult,
-                    duplicates) -> None:
+                    duplicates, progress: GenerationProgress | None) -> None:
     """Chunks of consecutive documents in flight together (up to ``concurrency``), results in order."""
     from pipeline.corpus import corpus_to_chunks
 
@@ -326,15 +330,19 @@ async def _generate(plan: GenerationPlan, inputs: list[InputPiece], backend, tok
 
     async def finish_oldest() -> int:
         document_done, chunks_done, outcomes = pending.popleft()
+        examples_before = result.counts["examples"]
         result.add_document(document_done, chunks_done, await outcomes)
+        if progress is not None:
+            progress.document(len(chunks_done), result.counts["examples"] - examples_before)
         if forget_document is not None:
             forget_document(chunks_done)
         return len(chunks_done)
 
     pending: deque = deque()
     in_flight = 0
+    on_read = progress.read if progress is not None else None
     for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops, listed=True,
-                                             duplicates=duplicates, counts=result.counts):
+                                             duplicates=duplicates, counts=result.counts, on_read=on_read):
         if prepare_document is not None:
             prepare_document(chunks)
         pending.append((document, chunks, asyncio.gather(*(one(c) for c in chunks))))
@@ -347,16 +355,16 @@ async def _generate(plan: GenerationPlan, inputs: list[InputPiece], backend, tok
 
 
 def _run_backend(plan: GenerationPlan, inputs: list[InputPiece], result: _ShardResult, api_key: str | None,
-                 duplicates=None) -> dict | None:
+                 duplicates, progress: GenerationProgress | None) -> dict | None:
     from pipeline.tokenize import load_tokenizer
 
     config = plan.config
     tokenizer = load_tokenizer(config.corpus_config.tokenizer)
-    backend = make_backend(config, cache_dir=Path(plan.data_root) / "cache", api_key=api_key)
+    backend = make_backend(config, cache_dir=Path(plan.data_root) / "cache", api_key=api_key, progress=progress)
 
     async def main() -> None:
         try:
-            await _generate(plan, inputs, backend, tokenizer, result, duplicates)
+            await _generate(plan, inputs, backend, tokenizer, result, duplicates, progress)
         finally:
             if hasattr(backend, "aclose"):
                 await backend.aclose()
@@ -369,7 +377,8 @@ def _run_backend(plan: GenerationPlan, inputs: list[InputPiece], result: _ShardR
     return backend.stats() if hasattr(backend, "stats") else None
 
 
-def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = None) -> dict:
+def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = None,
+                   progress: GenerationProgress | None = None) -> dict:
     """Generate shard ``index`` into the staging folder and return its statistics.
 
     Idempotent: a shard whose statistics were saved (they are saved after its files) is not
@@ -385,6 +394,8 @@ def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = No
     done = staging.load_stats(_shard_key(index))
     if done is not None and all(staging.has_shard(a, index, plan.num_shards) for a in ARTIFACTS):
         log.info("%s %s: shard %d already generated, skipping", plan.name, plan.version, index)
+        if progress is not None:
+            progress.skip(plan.shard_inputs[index])
         return done
     staging.dir.mkdir(parents=True, exist_ok=True)
     inputs = list(plan.shard_inputs[index])
@@ -392,7 +403,7 @@ def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = No
     with ExitStack() as files:  # each shard file is renamed into place only if the whole shard succeeds
         writers = {a: files.enter_context(staging.shard_writer(a, index, plan.num_shards)) for a in ARTIFACTS}
         result = _ShardResult(writers=writers)
-        llm_stats = _run_backend(plan, inputs, result, api_key or plan.api_key, duplicates)
+        llm_stats = _run_backend(plan, inputs, result, api_key or plan.api_key, duplicates, progress)
         if result.pending and not plan.config.allow_partial:
             # Raised inside the block: the shard's temporary files are removed, nothing is renamed.
             raise PendingChunksError(plan.name, plan.version, dict(result.pending), [index])
@@ -578,8 +589,13 @@ def publish_generation(plan: GenerationPlan, writer: DatasetWriter | None = None
         return _publish_with(held, plan)
 
 
-def run_generation(config: GenerateConfig, data_root: Path | str, *, api_key: str | None = None) -> GenerationResult:
-    """Plan, generate every shard (resuming) and publish, in this process, holding the version lock."""
+def run_generation(config: GenerateConfig, data_root: Path | str, *, api_key: str | None = None,
+                   progress: Callable[[GenerationPlan], ContextManager[GenerationProgress]] | None = None,
+                   ) -> GenerationResult:
+    """Plan, generate every shard (resuming) and publish, in this process, holding the version lock.
+
+    ``progress``, given the plan, opens a display of the run's ``GenerationProgress`` (the CLI's
+    ``lambda plan: show_progress(GenerationProgress(...))``)."""
     import json
 
     from pipeline.store import MANIFEST
@@ -590,12 +606,12 @@ def run_generation(config: GenerateConfig, data_root: Path | str, *, api_key: st
         path = Path(plan.already_published)
         repair_latest(plan)
     else:
-        with _writer(plan) as writer:
+        with _writer(plan) as writer, (progress(plan) if progress is not None else nullcontext()) as shown:
             prepare_dedupe(plan)
             waiting = []
             for index in range(plan.num_shards):  # every shard, so one outage leaves all the rest cached
                 try:
-                    generate_shard(plan, index)
+                    generate_shard(plan, index, progress=shown)
                 except PendingChunksError as error:
                     waiting.append(error)
             if waiting:

@@ -15,7 +15,7 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -162,6 +162,7 @@ def content_key(fingerprints: dict) -> dict:
 def iter_documents(
     paths: str | Path | Iterable[str | Path | InputPiece], config: CorpusConfig, drops: Drops, *,
     listed: bool = False, duplicates: DigestSet | None = None, counts: Counter | None = None,
+    on_read: Callable[[InputPiece, float], None] | None = None,
 ) -> Iterator[Document]:
     """Cleaned, language-filtered, exact-deduplicated documents, streamed in input order.
 
@@ -170,12 +171,15 @@ def iter_documents(
     ``paths`` are a shard's inputs as planned (files or ``InputPiece`` parts of them): they are read
     as named, never expanded again. ``duplicates`` holds the content keys of documents that an
     earlier shard keeps (the corpus-wide dedupe): those are dropped as ``duplicate`` too, and
-    counted in ``counts["cross_shard_duplicates"]``.
+    counted in ``counts["cross_shard_duplicates"]``. ``on_read(piece, share)`` hears, after each
+    record, how much of its piece has been read (for progress).
     """
     seen: set[bytes] = set()
     pieces = map(InputPiece.of, paths) if listed else (InputPiece(str(p)) for p in list_inputs(paths))
     for piece in pieces:
         for raw in read_documents(Path(piece.path), config, drops, piece):
+            if on_read is not None:
+                on_read(piece, raw.read)
             text, title = _cleaned(raw, config)
             if len(text) < config.min_doc_chars:
                 drops.add("too_short")
@@ -334,16 +338,18 @@ def _cached_index(key: tuple, ngram: int) -> NgramIndex:
 def corpus_to_chunks(
     paths: str | Path | Iterable[str | Path | InputPiece], config: CorpusConfig, drops: Drops, *,
     listed: bool = False, duplicates: DigestSet | None = None, counts: Counter | None = None,
+    on_read: Callable[[InputPiece, float], None] | None = None,
 ) -> Iterator[tuple[Document, list[Chunk]]]:
     """Every kept document with its chunks: read, clean, filter, dedupe, segment, chunk, decontaminate.
 
     A document left with no chunks is not yielded and is counted as ``no_chunks``; ``listed``,
-    ``duplicates`` and ``counts`` as in ``iter_documents``.
+    ``duplicates``, ``counts`` and ``on_read`` as in ``iter_documents``.
     """
     tokenizer = load_tokenizer(config.tokenizer)
     segmenter = Segmenter(config, tokenizer)
     index = build_decontamination_index(config.decontaminate, config.decontamination_ngram) if config.decontaminate else None
-    for document in iter_documents(paths, config, drops, listed=listed, duplicates=duplicates, counts=counts):
+    for document in iter_documents(paths, config, drops, listed=listed, duplicates=duplicates, counts=counts,
+                                   on_read=on_read):
         chunks = document_chunks(document, config, segmenter, drops=drops)
         if index is not None:
             kept = []

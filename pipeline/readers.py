@@ -14,7 +14,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from pipeline.clean import html_to_text
 from pipeline.config import CorpusConfig
@@ -38,6 +38,7 @@ class RawDocument:
     source: str  # the file, plus ":<line>" (JSONL) or ":row<n>" (Parquet) and "#<id>" when given
     text: str
     title: str | None = None
+    read: float = 1.0  # the share of the file (or of the piece of it being read) read so far, for progress
 
 
 class DecodeError(ValueError):
@@ -209,8 +210,11 @@ def _read_jsonl(path: Path, config: CorpusConfig, drops: Drops, piece: InputPiec
     problems = _FileProblems(path, drops)
     seen_any = piece is not None  # a piece of a file is never the whole (empty) file
     start, end, first = (piece.start, piece.end, piece.first_record) if piece is not None else (0, None, 1)
+    size = path.stat().st_size
+    span = max(1, (size if end is None else end) - start)
     try:
         with _open_binary(path) as handle:
+            raw_position = _position_of(handle)
             handle.seek(start)
             for number, line in _bounded_lines(handle, config.max_doc_bytes, first, end):
                 seen_any = True
@@ -239,6 +243,7 @@ def _read_jsonl(path: Path, config: CorpusConfig, drops: Drops, piece: InputPiec
                     _source(path, str(number), _field(record, config.id_field)),
                     text,
                     _field(record, config.title_field),
+                    min(1.0, (raw_position() - start) / span),
                 )
                 del line, record, text  # the line's bytes and its parsed copy: not kept while the document is used
                 yield document
@@ -246,6 +251,12 @@ def _read_jsonl(path: Path, config: CorpusConfig, drops: Drops, piece: InputPiec
         problems.log()
     if not seen_any:
         drops.add("empty", str(path), "empty file")
+
+
+def _position_of(handle) -> Callable[[], int]:
+    """Bytes of the file read so far: of the compressed file for a gzip stream (its ``fileobj``)."""
+    underlying = getattr(handle, "fileobj", None)
+    return underlying.tell if underlying is not None else handle.tell
 
 
 def _read_parquet(path: Path, config: CorpusConfig, drops: Drops, piece: InputPiece | None = None) -> Iterator[RawDocument]:
@@ -270,6 +281,10 @@ def _read_parquet(path: Path, config: CorpusConfig, drops: Drops, piece: InputPi
     columns = [name for name in (config.text_field, config.id_field, config.title_field) if name in names]
     problems = _FileProblems(path, drops)
     row = piece.first_record if piece is not None else 0
+    first_row = row
+    metadata = parquet.metadata
+    rows_to_read = max(1, sum(metadata.row_group(g).num_rows for g in row_groups) if row_groups is not None
+                       else metadata.num_rows)
     try:
         for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=columns, row_groups=row_groups):
             values = {name: batch.column(name).to_pylist() for name in columns}
@@ -293,6 +308,7 @@ def _read_parquet(path: Path, config: CorpusConfig, drops: Drops, piece: InputPi
                     _source(path, f"row{row + i}", None if doc_id is None else str(doc_id)),
                     text,
                     None if title is None else str(title),
+                    min(1.0, (row + i + 1 - first_row) / rows_to_read),
                 )
             row += batch.num_rows
     except pa.ArrowException as error:

@@ -40,7 +40,7 @@ class InputPiece:
     start: int = 0
     end: int | None = None
     first_record: int = 0
-    size: int = 0  # bytes of the file this piece covers (for balance and progress)
+    size: int = 0  # bytes of the file this piece covers (for progress)
 
     def describe(self) -> str:
         if self.unit == "file":
@@ -133,7 +133,7 @@ def _split(files: Sequence[Path], sizes: list[int], cuts: list[tuple[int, int]],
         first = cuttable.records[at[start]] if start else (1 if cuttable.unit == "bytes" else 0)
         begin = cuttable.starts[at[start]] if start else 0
         stop = None if end is None else cuttable.starts[at[end]]
-        return InputPiece(str(path), cuttable.unit, begin, stop, first, size)
+        return InputPiece(str(path), cuttable.unit, begin, stop, first, (size if end is None else end) - start)
 
     shards: list[tuple[InputPiece, ...]] = []
     bounds = [(0, 0), *cuts, (len(files), 0)]

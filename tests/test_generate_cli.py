@@ -98,3 +98,39 @@ def test_two_processes_with_different_hash_seeds_publish_identical_bytes(corpus,
         manifest = open_dataset(Path(printed(run.stdout)["path"])).manifest
         digests.append((manifest["version"], {s["file"]: s["sha256"] for s in manifest["shards"]}))
     assert digests[0] == digests[1] and len(digests[0][1]) == 8  # one file of two documents: two shards
+
+
+def test_progress_is_reported_in_lines_when_stderr_is_not_a_terminal(corpus, tokenizer_path, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.store_data import REPO
+
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "generate", "--corpus", str(corpus), "--data", str(tmp_path),
+         "--name", "rfc", "--tokenizer", str(tokenizer_path), "--chunk-tokens", "1200"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    manifest = open_dataset(Path(printed(run.stdout)["path"])).manifest
+    counts = manifest["counts"]
+    size = corpus.stat().st_size / 1e6
+    (last,) = [line for line in run.stderr.splitlines() if line.startswith("progress: ")][-1:]
+    assert last.startswith(f"progress: {counts['documents']:,} documents, {counts['chunks']:,} chunks, "
+                           f"{counts['examples']:,} examples; {size:,.1f} of {size:,.1f} MB (")
+
+
+def test_progress_counts_time_left_from_the_bytes_read():
+    from generators.progress import GenerationProgress
+    from pipeline.sharding import InputPiece
+
+    now = [100.0]
+    pieces = [InputPiece("a.jsonl", size=30_000_000), InputPiece("b.jsonl", size=10_000_000)]
+    progress = GenerationProgress(pieces, clock=lambda: now[0])
+    progress.read(pieces[0], 0.5)  # 15 MB in 10 s: 1.5 MB/s, 25 MB to go
+    progress.document(chunks=12, examples=9)
+    now[0] += 10
+    assert progress.line() == "1 documents, 12 chunks, 9 examples; 15.0 of 40.0 MB (1.50 MB/s), 0:16 left"
+    progress.read(pieces[0], 1.0)
+    progress.skip([pieces[1]])  # finished by an earlier run: done, but not in the speed
+    assert progress.line() == "1 documents, 12 chunks, 9 examples; 40.0 of 40.0 MB (3.00 MB/s)"

@@ -10,7 +10,8 @@ import pytest
 
 from generators.llm import prompts
 from generators.llm.cache import ResponseCache, cache_key
-from generators.llm.client import LLMClient, LLMFatalError, LLMRequestError, merge_usage
+from generators.llm.client import LLMClient, LLMFatalError, LLMRequestError
+from generators.llm.usage import merge_usage
 from generators.llm.config import LLMConfig, MissingAPIKeyError, Price, resolve_api_key
 from generators.llm.ratelimit import RateLimiter, TokenBucket
 from tests.llm_server import LLMTestServer, Reply, request_stage
@@ -305,22 +306,25 @@ def test_cache_survives_reopening(tmp_path):
     assert reopened.get("other") is None
 
 
-def test_progress_display_shows_the_sum_of_clients_created_inside_it(server, tmp_path):
+def test_a_progress_board_shows_the_sum_of_the_clients_handed_to_it(server, tmp_path):
     import io
 
     from rich.console import Console
 
-    from generators.llm.progress import show_llm_progress
+    from generators.llm.progress import ProgressBoard
 
-    output = io.StringIO()
-    with show_llm_progress(Console(file=output, width=100, force_terminal=False)) as board:
-        asyncio.run(ask(make_client(server, tmp_path)))
-        asyncio.run(ask(make_client(server, tmp_path)))  # served from the cache
-        stages, in_flight = board.totals()
-    assert (stages["total"].requests, stages["total"].cache_hits, in_flight) == (1, 1, 0)
-    assert "evidence" in output.getvalue() and "cache hits" in output.getvalue()
+    board = ProgressBoard()
+    settings = dict(base_url=server.url, model="test-model", timeout_s=2)
+    for _ in range(2):  # the second answer comes from the cache
+        client = LLMClient(LLMConfig(**settings), cache_path=tmp_path / "cache" / "llm.sqlite", on_usage=board.register)
+        asyncio.run(ask(client))
     outside = make_client(server, tmp_path)
-    assert all(tracker is not outside.usage for tracker in board._trackers)
+    asyncio.run(ask(outside))
+    stages, in_flight = board.totals()
+    assert (stages["total"].requests, stages["total"].cache_hits, in_flight) == (1, 1, 0)
+    output = io.StringIO()
+    Console(file=output, width=100, force_terminal=False).print(board)
+    assert "evidence" in output.getvalue() and "cache hits" in output.getvalue()
 
 
 def test_token_limit_goes_under_the_configured_parameter_name(server, tmp_path):

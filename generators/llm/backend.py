@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 from generators.base import (
     EvidenceRequest,
@@ -25,6 +26,7 @@ from generators.base import (
 from generators.llm import prompts
 from generators.llm.client import LLMClient, LLMRequestError
 from generators.llm.config import LLMConfig
+from generators.llm.usage import UsageTracker
 from generators.llm.parsing import Rejection, parse_json_answer, validate_evidence, validate_links, validate_question
 
 CACHE_FILE = "llm.sqlite"
@@ -39,11 +41,12 @@ class LLMBackend:
         *,
         api_key: str | None = None,
         cache_dir: Path | str | None = None,
-        client: LLMClient | None = None,
+        on_usage: Callable[[UsageTracker], None] | None = None,
     ) -> None:
         self.config = config
-        self.client = client or LLMClient(
-            config, api_key=api_key, cache_path=Path(cache_dir) / CACHE_FILE if cache_dir is not None else None
+        self.client = LLMClient(
+            config, api_key=api_key, cache_path=Path(cache_dir) / CACHE_FILE if cache_dir is not None else None,
+            on_usage=on_usage,
         )
         self.name = f"llm:{config.model}"
         self.prompt_version = prompts.PROMPT_VERSION
@@ -118,7 +121,7 @@ class LLMBackend:
 
 def merge_llm_stats(parts: list[dict]) -> dict:
     """One ``stats()`` dict from several (one per shard)."""
-    from generators.llm.client import merge_usage
+    from generators.llm.usage import merge_usage
 
     parts = [p for p in parts if p]
     if not parts:

@@ -19,14 +19,15 @@ import json
 import logging
 import random
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from generators.llm import quirks
 from generators.llm.cache import ResponseCache, cache_key
 from generators.llm.config import LLMConfig
 from generators.llm.ratelimit import RateLimiter
+from generators.llm.usage import TokenUsage, UsageTracker
 
 log = logging.getLogger("linkscan")
 
@@ -46,16 +47,6 @@ _HINTS = {
 # rerun instead of being dropped. Every other failure (a 4xx, a prompt over the context, an answer
 # over max_response_bytes) would fail again the same way, and is a counted, final drop.
 TRANSIENT_REASONS = frozenset(_HINTS)
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 @dataclass(frozen=True)
@@ -82,80 +73,6 @@ class LLMRequestError(Exception):
 
 class LLMFatalError(RuntimeError):
     """Every request would fail the same way (bad key, unknown model, wrong URL): stop the run."""
-
-
-@dataclass
-class StageUsage:
-    requests: int = 0  # answers received from the server (paid)
-    cache_hits: int = 0  # answers served from the cache (free)
-    attempts: int = 0  # HTTP attempts, retries included
-    retries: int = 0
-    retry_reasons: Counter = field(default_factory=Counter)  # failed attempts that were retried, by reason
-    failures: Counter = field(default_factory=Counter)  # requests given up on, by reason
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0  # tokens of cache hits, which cost nothing this time
-    cost_usd: float = 0.0
-
-    def as_dict(self) -> dict:
-        fields = {name: getattr(self, name) for name in _COUNTS}
-        return {**fields, "retry_reasons": dict(sorted(self.retry_reasons.items())),
-                "failures": dict(sorted(self.failures.items())), "cost_usd": round(self.cost_usd, 6)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "StageUsage":
-        return cls(**{**values, "retry_reasons": Counter(values.get("retry_reasons", {})),
-                      "failures": Counter(values.get("failures", {}))})
-
-    def add(self, other: "StageUsage") -> None:
-        for name in _COUNTS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.cost_usd += other.cost_usd
-        self.retry_reasons.update(other.retry_reasons)
-        self.failures.update(other.failures)
-
-
-_COUNTS = ("requests", "cache_hits", "attempts", "retries", "prompt_tokens", "completion_tokens", "cached_tokens")
-
-
-class UsageTracker:
-    """Per-stage totals plus the live numbers the progress display shows."""
-
-    def __init__(self) -> None:
-        self.stages: dict[str, StageUsage] = {}
-        self.in_flight = 0
-
-    def stage(self, name: str) -> StageUsage:
-        if name not in self.stages:
-            self.stages[name] = StageUsage()
-        return self.stages[name]
-
-    def add(self, other: "UsageTracker") -> None:
-        for name, usage in list(other.stages.items()):
-            self.stage(name).add(usage)
-        self.in_flight += other.in_flight
-
-    def total(self) -> StageUsage:
-        total = StageUsage()
-        for usage in self.stages.values():
-            total.add(usage)
-        return total
-
-    def as_dict(self) -> dict:
-        """``{"stages": {stage: totals}, "total": totals}``, ready for the manifest."""
-        return {
-            "stages": {name: usage.as_dict() for name, usage in sorted(self.stages.items())},
-            "total": self.total().as_dict(),
-        }
-
-
-def merge_usage(parts: list[dict]) -> dict:
-    """Add up ``UsageTracker.as_dict()`` results (one per shard) into one of the same shape."""
-    combined = UsageTracker()
-    for part in parts:
-        for name, usage in part.get("stages", {}).items():
-            combined.stage(name).add(StageUsage.from_dict(usage))
-    return combined.as_dict()
 
 
 def _retry_after_seconds(headers) -> float | None:
@@ -197,6 +114,7 @@ class LLMClient:
         api_key: str | None = None,
         cache_path: Path | str | None = None,
         cache: ResponseCache | None = None,
+        on_usage: Callable[[UsageTracker], None] | None = None,
     ) -> None:
         self.config = config
         self._api_key = api_key or _NO_KEY
@@ -213,9 +131,8 @@ class LLMClient:
         self._pending: dict[str, asyncio.Future] = {}
         self._given_up_in_a_row = 0
         self._outage: LLMRequestError | None = None
-        from generators.llm.progress import watch
-
-        watch(self.usage)
+        if on_usage is not None:  # e.g. a progress display that shows this client's numbers live
+            on_usage(self.usage)
 
     def __repr__(self) -> str:  # never show the key
         return f"LLMClient(base_url={self.config.base_url!r}, model={self.config.model!r})"

@@ -1,20 +1,15 @@
-"""Live console progress of the LLM clients: done, in flight, failed, cache hits, tokens, cost.
+"""The LLM clients' live numbers as a table: done, in flight, failed, cache hits, tokens, cost.
 
-The CLI wraps a run in ``with show_llm_progress():``; every :class:`LLMClient` created while it
-is open (one per shard, in worker threads) registers its usage tracker, and one rich display
-shows their sum, refreshed four times a second. Outside that block nothing is displayed.
+A generation run's progress (``generators.progress``) hands each client's usage tracker to its
+board (``register``, passed to the client as ``on_usage``); the board shows their sum.
 """
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
-from typing import Iterator
 
-from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
-from generators.llm.client import StageUsage, UsageTracker
+from generators.llm.usage import StageUsage, UsageTracker
 
 
 class ProgressBoard:
@@ -24,6 +19,11 @@ class ProgressBoard:
         self.title = title
         self._trackers: list[UsageTracker] = []
         self._lock = threading.Lock()
+
+    @property
+    def has_clients(self) -> bool:
+        with self._lock:
+            return bool(self._trackers)
 
     def register(self, tracker: UsageTracker) -> None:
         with self._lock:
@@ -56,28 +56,3 @@ class ProgressBoard:
                 f"{usage.cost_usd:.4f}",
             )
         return table
-
-
-_active: ProgressBoard | None = None
-
-
-def watch(tracker: UsageTracker) -> None:
-    """Show ``tracker`` on the open progress display, if there is one."""
-    if _active is not None:
-        _active.register(tracker)
-
-
-@contextmanager
-def show_llm_progress(console: Console | None = None) -> Iterator[ProgressBoard]:
-    """Display the LLM clients' progress live (on stderr by default) while the block runs."""
-    global _active
-    board = ProgressBoard()
-    console = console or Console(stderr=True)
-    previous, _active = _active, board
-    try:
-        with Live(board, console=console, refresh_per_second=4):
-            yield board
-    finally:
-        _active = previous
-        if not console.is_terminal:  # the final table is printed without a line end there
-            console.line()
