@@ -496,3 +496,32 @@ def test_a_generate_flow_with_chunks_waiting_for_the_llm_fails_with_how_to_resum
         done = run_python(RUN_GENERATE, server, json.dumps(llm_config), str(data_root), threads)
         assert done.returncode == 0, done.stdout[-3000:]
     assert len(list(data_root.glob("datasets/flowdown/*/dataset.json"))) == 1
+
+
+@pytest.fixture(scope="module")
+def one_file_reference(tmp_path_factory, dev_corpus, tokenizer_path):
+    """One JSONL file of the small corpus's documents, cut into 4 shards by content, generated
+    without Prefect: the bytes every task runner must give."""
+    from generators.config import GenerateConfig
+    from generators.stage import run_generation
+
+    corpus = small_corpus(dev_corpus, tmp_path_factory.mktemp("one-file-corpus") / "pydocs")
+    joined = corpus.parent / "all.jsonl"
+    joined.write_text("".join(path.read_text() for path in sorted(corpus.iterdir())))
+    config = {**small_config(joined, tokenizer_path), "name": "onefile"}
+    result = run_generation(GenerateConfig.model_validate(config), tmp_path_factory.mktemp("one-file-reference"))
+    assert len(result.manifest["shard_inputs"]) >= 3 and result.manifest["counts"]["examples"] > 0  # cut by content
+    return config, Path(result.path)
+
+
+@pytest.mark.parametrize("runner", [
+    {"kind": "threads", "max_workers": 2},
+    {"kind": "dask", "n_workers": 2, "processes": True},
+    {"kind": "ray"},
+], ids=["threads", "dask-processes", "ray"])
+def test_every_task_runner_gives_the_same_bytes_from_one_file_in_several_shards(server, one_file_reference, tmp_path, runner):
+    config, reference_dir = one_file_reference
+    result = run_python(RUN_GENERATE, server, json.dumps(config), str(tmp_path / "data"), json.dumps(runner), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    version_dir = tmp_path / "data" / "datasets" / config["name"] / reference_dir.name
+    assert shard_bytes(version_dir) == shard_bytes(reference_dir)
