@@ -22,7 +22,7 @@ def generate(
     chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", min=8, help="Tokens per chunk (the paper uses 2000, 5000, 10000)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer hub id or local tokenizer.json / folder."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice."),
-    num_shards: Optional[int] = typer.Option(None, "--num-shards", min=1, help="Shards per artifact (at most one per input file)."),
+    num_shards: Optional[int] = typer.Option(None, "--num-shards", min=1, help="Shards per artifact, cut over the corpus content (JSONL at line starts, Parquet at row groups); fewer when it cannot be cut so finely."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same settings; options given here override it."),
     llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint (with --generator llm)."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="Model name on that endpoint (with --generator llm)."),
