@@ -180,3 +180,18 @@ def test_a_question_that_speaks_to_the_model_is_rejected_as_following_an_injecti
 @pytest.mark.parametrize("question", GENUINE_QUESTIONS)
 def test_a_genuine_question_with_the_same_words_is_kept(question):
     assert validate_question(ParsedAnswer({"question": question}, truncated=False)) == question
+
+
+@pytest.mark.parametrize("question", [
+    "What is the answer to this question?", "What is described here?", "What happened after all of that?",
+    "What is the main idea of it?", "Which information is given?",
+])
+def test_a_question_that_names_nothing_is_rejected(question):
+    with pytest.raises(Rejection) as raised:
+        validate_question(ParsedAnswer({"question": question}, truncated=False))
+    assert raised.value.reason == "no_content"
+
+
+@pytest.mark.parametrize("question", ["Who ran the Grendal mill after 1921?", "How does RFC 1144 compress headers?"])
+def test_a_short_question_that_names_things_is_kept(question):
+    assert validate_question(ParsedAnswer({"question": question}, truncated=False)) == question

@@ -8,6 +8,7 @@ reason that the generator counts in the manifest.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 from collections import Counter
@@ -282,6 +283,31 @@ _INSTRUCTIONS = re.compile(
 )
 
 
+# Words that say nothing about a document: a question made only of these and stop words ("What is
+# the answer to this question?", "What is described here?") asks about nothing.
+_GENERIC_WORDS = frozenset(
+    "answer answers question questions information detail details thing things something anything "
+    "described describe mentioned mention mentions said says say stated example examples point points "
+    "main topic topics idea ideas part parts case fact facts way ways kind type reason reasons "
+    "happen happened happens important key specific given following above below here there".split()
+)
+_QUESTION_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+|\d+")
+
+
+@functools.lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(word.lower() for word in STOP_WORDS)
+
+
+def content_words(question: str) -> list[str]:
+    """The words of a question that name something: not stop words, not generic question words."""
+    stop = _stop_words()
+    return [w for w in (m.group(0).lower() for m in _QUESTION_WORD.finditer(question))
+            if w not in stop and w not in _GENERIC_WORDS and (len(w) > 2 or w.isdigit())]
+
+
 def validate_question(answer: ParsedAnswer, max_words: int = 60) -> str:
     """One self-contained question; raises Rejection with the reason it is not."""
     if answer.truncated:
@@ -299,6 +325,8 @@ def validate_question(answer: ParsedAnswer, max_words: int = 60) -> str:
         raise Rejection("too_long", question[:80])
     if _INSTRUCTIONS.search(question):
         raise Rejection("follows_injection", question[:80])
+    if len(content_words(question)) < 2:  # "What is the answer to this question?"
+        raise Rejection("no_content", question[:80])
     match = _NOT_SELF_CONTAINED.search(question)
     if match:
         raise Rejection("not_self_contained", f"{match.group(0)!r} in {question[:80]!r}")
