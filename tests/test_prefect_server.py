@@ -147,8 +147,8 @@ KILL_AFTER_SHARD = """
 import os, signal, sys
 from generators import stage
 write_shard = stage.generate_shard
-def write_then_die(plan, index):
-    result = write_shard(plan, index)
+def write_then_die(plan, index, **options):
+    result = write_shard(plan, index, **options)
     if index == int(sys.argv[4]):
         os.kill(os.getpid(), signal.SIGKILL)
     return result
