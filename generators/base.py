@@ -15,7 +15,7 @@ end that can answer later but not now raises ``Pending``, which no method catche
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,15 @@ class QuestionRequest:
     # The passages the question must need: for the link method [anchor units, target neighbourhood];
     # for the chunk method one passage; for the pair method two passages.
     passages: Sequence[Sequence[int]]
+    method: str  # the method that asks: "link", "chunk" or "pair" (back ends never guess it)
     link: LinkCandidate | None = None
+
+    def __post_init__(self) -> None:
+        wanted = {"link": 2, "chunk": 1, "pair": 2}.get(self.method)
+        if wanted is None:
+            raise ValueError(f"QuestionRequest.method {self.method!r}: use link, chunk or pair")
+        if len(self.passages) != wanted:
+            raise ValueError(f"the {self.method} method asks about {wanted} passage(s), not {len(self.passages)}")
 
 
 @dataclass(frozen=True)
@@ -81,12 +89,34 @@ class EvidenceRequest:
     sides: Sequence[Sequence[int]] = field(default_factory=tuple)  # the passages evidence must cover
 
 
-class Backend(Protocol):
+class Backend:
+    """What a back end is: a name, a prompt version, the three answers, and lifecycle hooks that
+    do nothing unless a back end needs them (the stage calls them all, never checks for them)."""
+
     name: str  # "offline" or "llm:<model>"; stored as the examples' ``generator``
     prompt_version: str  # stored with every example
 
-    async def find_links(self, request: LinkRequest) -> list[LinkCandidate]: ...
+    async def find_links(self, request: LinkRequest) -> list[LinkCandidate]:
+        raise NotImplementedError
 
-    async def write_question(self, request: QuestionRequest) -> QuestionDraft: ...
+    async def write_question(self, request: QuestionRequest) -> QuestionDraft:
+        raise NotImplementedError
 
-    async def pick_evidence(self, request: EvidenceRequest) -> list[int]: ...
+    async def pick_evidence(self, request: EvidenceRequest) -> list[int]:
+        raise NotImplementedError
+
+    def prepare_document(self, chunks: Sequence) -> None:
+        """Before a document's chunks are asked about (the offline back end counts its terms)."""
+
+    def forget_document(self, chunks: Sequence) -> None:
+        """After a document's chunks were asked about: drop what ``prepare_document`` kept."""
+
+    async def aclose(self) -> None:
+        """At the end of the event loop that used the back end (the LLM client's connections)."""
+
+    def close(self) -> None:
+        """After the last event loop (the LLM response cache)."""
+
+    def stats(self) -> dict | None:
+        """Statistics for the manifest (the LLM's usage and rejections), or None."""
+        return None

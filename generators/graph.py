@@ -12,8 +12,7 @@ from typing import Iterable
 
 import networkx as nx
 
-# Same buckets as `linkscan inspect` (units apart): 0-9, 10-19, 20-49, 50-99, 100-199, >=200.
-from pipeline.inspect import _distance_bucket as distance_bucket
+from pipeline.inspect import distance_bucket
 from schemas import Chunk, Link
 
 

@@ -121,23 +121,44 @@ async def _evidence(backend: Backend, request: EvidenceRequest) -> list[int]:
 
 
 async def _question_and_evidence(
-    backend: Backend, chunk: Chunk, passages: list[list[int]], sides: list[list[int]], link: LinkCandidate | None = None
+    backend: Backend, chunk: Chunk, method: str, passages: list[list[int]], sides: list[list[int]],
+    link: LinkCandidate | None = None,
 ) -> tuple[QuestionDraft, list[int]]:
     """Ask for a question over ``passages``, then for evidence among ``sides`` (which it must all cover)."""
-    draft = await _question(backend, QuestionRequest(chunk.chunk_id, chunk.sentences, passages, link=link))
+    draft = await _question(backend, QuestionRequest(chunk.chunk_id, chunk.sentences, passages, method, link=link))
     candidates = sorted(set().union(*map(set, sides)))
     evidence = await _evidence(backend, EvidenceRequest(chunk.chunk_id, chunk.sentences, draft, candidates, sides))
     return draft, evidence
 
 
-def _finish(
-    outcome: ChunkOutcome, chunk: Chunk, backend: Backend, tokenizer, draft: QuestionDraft, evidence: list[int], **fields
+@dataclass(frozen=True)
+class _Made:
+    """What one successful attempt gives: the question, its evidence, and the example's fields."""
+
+    draft: QuestionDraft
+    evidence: list[int]
+    fields: dict
+
+
+async def _first_that_works(
+    outcome: ChunkOutcome, chunk: Chunk, backend: Backend, tokenizer, method: str, attempts, attempt,
 ) -> ChunkOutcome:
-    outcome.example = assemble_example(
-        chunk, question=draft.question, positives=evidence, generator=backend.name,
-        prompt_version=backend.prompt_version, tokenizer=tokenizer, **fields,
-    )
-    outcome.drop_reason = None
+    """The attempt loop every method shares: try ``attempt(candidate)`` for each candidate (an
+    anchor, a passage, a pair) until one makes an example; a failed one records its reason, and the
+    last failure is the chunk's drop reason."""
+    for candidate in attempts:
+        outcome.anchors_tried += 1
+        try:
+            made = await attempt(candidate)
+        except _Attempt as failed:
+            outcome.drop_reason = failed.reason
+            continue
+        outcome.example = assemble_example(
+            chunk, question=made.draft.question, positives=made.evidence, generator=backend.name,
+            prompt_version=backend.prompt_version, tokenizer=tokenizer, method=method, **made.fields,
+        )
+        outcome.drop_reason = None
+        return outcome
     return outcome
 
 
@@ -154,40 +175,35 @@ async def link_example(
     starts = list(range(0, n - config.anchor_units + 1))
     rng.shuffle(starts)
     seen: set[tuple[int, int]] = set()
-    for start in starts[: config.anchor_attempts]:
+
+    async def attempt(start: int) -> _Made:
         anchor = list(range(start, start + config.anchor_units))
         window = link_window(start, config.anchor_units, config.window_units, n, rng)
-        outcome.anchors_tried += 1
         try:
-            try:
-                found = await backend.find_links(LinkRequest(chunk.chunk_id, chunk.sentences, anchor, window))
-            except Refusal as refusal:  # no links found, or none that could be read: no usable link
-                outcome.anchors_without_link += 1
-                raise _Attempt(f"links_{refusal.reason}") from None
-            in_window = set(window)
-            found = [c for c in found if c.target in in_window]
-            for candidate in found:
-                record = _link_record(chunk, anchor, candidate, backend.name)
-                if (record.src, record.dst) not in seen:
-                    seen.add((record.src, record.dst))
-                    outcome.links.append(record)
-            usable = [c for c in found if gap_to(anchor, c.target) >= config.min_link_distance]
-            if not usable:
-                outcome.anchors_without_link += 1
-                raise _Attempt("no_usable_link" if not found else "links_too_short")
-            # The paper keeps the longest-range link; ties go to the stronger, then the earlier.
-            best = max(usable, key=lambda c: (gap_to(anchor, c.target), c.score, -c.target))
-            link_side = around([best.target], config.link_context, n)
-            sides = [around(anchor, config.anchor_context, n), link_side]
-            draft, evidence = await _question_and_evidence(backend, chunk, [anchor, link_side], sides, link=best)
-        except _Attempt as failed:
-            outcome.drop_reason = failed.reason
-            continue
-        return _finish(
-            outcome, chunk, backend, tokenizer, draft, evidence, anchor=anchor, method="link",
-            link_target=best.target, link_distance=gap_to(anchor, best.target),
-        )
-    return outcome
+            found = await backend.find_links(LinkRequest(chunk.chunk_id, chunk.sentences, anchor, window))
+        except Refusal as refusal:  # no links found, or none that could be read: no usable link
+            outcome.anchors_without_link += 1
+            raise _Attempt(f"links_{refusal.reason}") from None
+        in_window = set(window)
+        found = [c for c in found if c.target in in_window]
+        for candidate in found:
+            record = _link_record(chunk, anchor, candidate, backend.name)
+            if (record.src, record.dst) not in seen:
+                seen.add((record.src, record.dst))
+                outcome.links.append(record)
+        usable = [c for c in found if gap_to(anchor, c.target) >= config.min_link_distance]
+        if not usable:
+            outcome.anchors_without_link += 1
+            raise _Attempt("no_usable_link" if not found else "links_too_short")
+        # The paper keeps the longest-range link; ties go to the stronger, then the earlier.
+        best = max(usable, key=lambda c: (gap_to(anchor, c.target), c.score, -c.target))
+        link_side = around([best.target], config.link_context, n)
+        sides = [around(anchor, config.anchor_context, n), link_side]
+        draft, evidence = await _question_and_evidence(backend, chunk, "link", [anchor, link_side], sides, link=best)
+        return _Made(draft, evidence, {"anchor": anchor, "link_target": best.target,
+                                       "link_distance": gap_to(anchor, best.target)})
+
+    return await _first_that_works(outcome, chunk, backend, tokenizer, "link", starts[: config.anchor_attempts], attempt)
 
 
 async def chunk_example(
@@ -202,17 +218,14 @@ async def chunk_example(
     rng = chunk_rng(seed, "chunk", chunk.chunk_id)
     starts = list(range(0, n - config.passage_units + 1))
     rng.shuffle(starts)
-    for start in starts[: config.attempts]:
+
+    async def attempt(start: int) -> _Made:
         passage = list(range(start, start + config.passage_units))
-        outcome.anchors_tried += 1
-        try:
-            sides = [around(passage, config.passage_context, n)]
-            draft, evidence = await _question_and_evidence(backend, chunk, [passage], sides)
-        except _Attempt as failed:
-            outcome.drop_reason = failed.reason
-            continue
-        return _finish(outcome, chunk, backend, tokenizer, draft, evidence, anchor=passage, method="chunk")
-    return outcome
+        sides = [around(passage, config.passage_context, n)]
+        draft, evidence = await _question_and_evidence(backend, chunk, "chunk", [passage], sides)
+        return _Made(draft, evidence, {"anchor": passage})
+
+    return await _first_that_works(outcome, chunk, backend, tokenizer, "chunk", starts[: config.attempts], attempt)
 
 
 async def pair_example(
@@ -226,23 +239,26 @@ async def pair_example(
         outcome.drop_reason = "chunk_too_few_units"
         return outcome
     rng = chunk_rng(seed, "pair", chunk.chunk_id)
-    for _ in range(config.attempts):
-        first_start = rng.randrange(0, n - 2 * size - config.min_pair_distance + 1)
-        second_start = rng.randrange(first_start + size + config.min_pair_distance, n - size + 1)
+
+    def pairs():  # drawn one at a time, as attempts are made, so the random sequence is the same
+        for _ in range(config.attempts):
+            first_start = rng.randrange(0, n - 2 * size - config.min_pair_distance + 1)
+            yield first_start, rng.randrange(first_start + size + config.min_pair_distance, n - size + 1)
+
+    async def attempt(pair: tuple[int, int]) -> _Made:
+        first_start, second_start = pair
         first = list(range(first_start, first_start + size))
         second = list(range(second_start, second_start + size))
-        outcome.anchors_tried += 1
         sides = [around(first, config.passage_context, n), around(second, config.passage_context, n)]
-        try:
-            draft, evidence = await _question_and_evidence(backend, chunk, [first, second], sides)
-        except _Attempt as failed:
-            outcome.drop_reason = failed.reason
-            continue
-        return _finish(
-            outcome, chunk, backend, tokenizer, draft, evidence, anchor=first, method="pair",
-            link_target=None, link_distance=gap_to(first, second_start),
-        )
-    return outcome
+        draft, evidence = await _question_and_evidence(backend, chunk, "pair", [first, second], sides)
+        return _Made(draft, evidence, {"anchor": first, "link_target": None,
+                                       "link_distance": gap_to(first, second_start)})
+
+    return await _first_that_works(outcome, chunk, backend, tokenizer, "pair", pairs(), attempt)
+
+
+# A method is one function and one entry here.
+METHODS = {"link": link_example, "chunk": chunk_example, "pair": pair_example}
 
 
 async def generate_for_chunk(
@@ -254,10 +270,6 @@ async def generate_for_chunk(
     passage: PassageMethodConfig,
     seed: int,
 ) -> ChunkOutcome:
-    if method == "link":
-        return await link_example(chunk, backend, tokenizer, link, seed)
-    if method == "chunk":
-        return await chunk_example(chunk, backend, tokenizer, passage, seed)
-    if method == "pair":
-        return await pair_example(chunk, backend, tokenizer, passage, seed)
-    raise ValueError(f"method {method!r}: use link, chunk or pair")
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: use {', '.join(METHODS)}")
+    return await METHODS[method](chunk, backend, tokenizer, link if method == "link" else passage, seed)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from generators.base import (
+    Backend,
     EvidenceRequest,
     LinkCandidate,
     LinkRequest,
@@ -145,7 +146,7 @@ class _ChunkIndex:
         return self.rare[unit]
 
 
-class OfflineBackend:
+class OfflineBackend(Backend):
     """Answers the three generator questions from rare shared terms; see the module docstring."""
 
     name = "offline"
@@ -347,7 +348,7 @@ class OfflineBackend:
 
     async def write_question(self, request: QuestionRequest) -> QuestionDraft:
         index = self.index(request.chunk_id, request.units)
-        if len(request.passages) == 1:
+        if request.method == "chunk":
             return self._passage_question(request, index)
         first, second = request.passages[0], request.passages[1]
         if request.link is not None and request.link.terms:

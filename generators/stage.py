@@ -324,9 +324,6 @@ async def _generate(plan: GenerationPlan, inputs: list[InputPiece], backend, tok
             except Pending as waiting:
                 return ChunkOutcome(pending_reason=waiting.reason)
 
-    # Back ends that weigh terms over a whole document (offline) see each document first.
-    prepare_document = getattr(backend, "prepare_document", None)
-    forget_document = getattr(backend, "forget_document", None)
 
     async def finish_oldest() -> int:
         document_done, chunks_done, outcomes = pending.popleft()
@@ -334,8 +331,7 @@ async def _generate(plan: GenerationPlan, inputs: list[InputPiece], backend, tok
         result.add_document(document_done, chunks_done, await outcomes)
         if progress is not None:
             progress.document(len(chunks_done), result.counts["examples"] - examples_before)
-        if forget_document is not None:
-            forget_document(chunks_done)
+        backend.forget_document(chunks_done)
         return len(chunks_done)
 
     pending: deque = deque()
@@ -343,8 +339,7 @@ async def _generate(plan: GenerationPlan, inputs: list[InputPiece], backend, tok
     on_read = progress.read if progress is not None else None
     for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops, listed=True,
                                              duplicates=duplicates, counts=result.counts, on_read=on_read):
-        if prepare_document is not None:
-            prepare_document(chunks)
+        backend.prepare_document(chunks)  # the offline back end weighs terms over the whole document
         pending.append((document, chunks, asyncio.gather(*(one(c) for c in chunks))))
         in_flight += len(chunks)
         while pending and in_flight >= 2 * config.concurrency:
@@ -366,15 +361,13 @@ def _run_backend(plan: GenerationPlan, inputs: list[InputPiece], result: _ShardR
         try:
             await _generate(plan, inputs, backend, tokenizer, result, duplicates, progress)
         finally:
-            if hasattr(backend, "aclose"):
-                await backend.aclose()
+            await backend.aclose()
 
     try:
         asyncio.run(main())
     finally:
-        if hasattr(backend, "close"):
-            backend.close()
-    return backend.stats() if hasattr(backend, "stats") else None
+        backend.close()
+    return backend.stats()
 
 
 def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = None,
@@ -423,110 +416,8 @@ def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = No
     return stats
 
 
-def _sum_counters(parts: list[dict]) -> dict:
-    total: Counter = Counter()
-    for part in parts:
-        total.update(part)
-    return dict(sorted(total.items()))
-
-
-def aggregate_stats(plan: GenerationPlan, shard_stats: list[dict]) -> dict:
-    """The manifest fields from every shard's statistics: counts, drop reasons, diagnostics, labels."""
-    from generators.graph import distance_bucket
-
-    counts = _sum_counters([s["counts"] for s in shard_stats])
-    config = plan.config
-    link_distances = {int(k): v for k, v in _sum_counters([s["link_distances"] for s in shard_stats]).items()}
-    positives = {int(k): v for k, v in _sum_counters([s["positives_histogram"] for s in shard_stats]).items()}
-    examples = counts.get("examples", 0)
-    anchors = counts.get("anchors_tried", 0)
-    graph_units = counts.get("graph_units", 0)
-    diagnostics = {
-        "link_graph": {
-            "units": graph_units,
-            "edges": counts.get("graph_edges", 0),
-            "edges_per_unit": round(counts.get("graph_edges", 0) / graph_units, 4) if graph_units else 0.0,
-            "linked_unit_share": round(counts.get("graph_linked_units", 0) / graph_units, 4) if graph_units else 0.0,
-            "distance_histogram": _ordered_buckets(_sum_counters([s["edge_distance_histogram"] for s in shard_stats])),
-            "documents_without_links": counts.get("documents_without_links", 0),
-            "anchors_tried": anchors,
-            "anchors_without_usable_link": counts.get("anchors_without_link", 0),
-            "share_of_anchors_without_usable_link": (
-                round(counts.get("anchors_without_link", 0) / anchors, 4) if anchors else 0.0
-            ),
-        }
-    }
-    if diagnostics["link_graph"]["edges"] == 0 and counts.get("chunks", 0) and config.method == "link":
-        log.warning("%s %s: the link graph has no edges; check the generator settings", plan.name, plan.version)
-    labels = {
-        "examples": examples,
-        "positives_per_example_histogram": {str(k): v for k, v in sorted(positives.items())},
-        "mean_positives_per_example": round(counts.get("positive_units", 0) / examples, 3) if examples else None,
-        "mean_units_per_example": round(counts.get("units_in_examples", 0) / examples, 3) if examples else None,
-        "positive_unit_share": (
-            round(counts.get("positive_units", 0) / counts["units_in_examples"], 5)
-            if counts.get("units_in_examples") else None
-        ),
-        "mean_tokens_per_example": round(counts.get("example_tokens", 0) / examples, 1) if examples else None,
-        "link_distance_histogram": _ordered_buckets(
-            _sum_counters([{distance_bucket(d): n} for d, n in link_distances.items()])
-        ),
-        "min_link_distance": min(link_distances) if link_distances else None,
-    }
-    llm_parts = [s["llm"] for s in shard_stats if s.get("llm")]
-    llm = None
-    if llm_parts:
-        from generators.llm.backend import merge_llm_stats
-
-        llm = merge_llm_stats(llm_parts)
-    pending = _sum_counters([s.get("pending_chunks") or {} for s in shard_stats])
-    return {
-        # False only for a version published with allow_partial while chunks still waited for the
-        # back end; nothing downstream trains on such a version unless asked to.
-        "complete": not pending,
-        "pending_chunks": pending,
-        "method": config.method,
-        "generator": config.generator if config.generator == "offline" else f"llm:{config.llm.model}",
-        "prompt_version": _prompt_version(config),
-        "tokenizer": config.corpus_config.tokenizer,
-        "seed": config.seed,
-        "counts": {
-            "documents": counts.get("documents", 0),
-            "document_chars": counts.get("document_chars", 0),
-            "chunks": counts.get("chunks", 0),
-            "links": counts.get("links", 0),
-            "examples": examples,
-        },
-        "drop_reasons": _sum_counters([s["drop_reasons"] for s in shard_stats]),
-        "diagnostics": diagnostics,
-        "labels": labels,
-        "sources": _sum_counters([s["sources"] for s in shard_stats]),
-        "dedupe": {"scope": "corpus", "cross_shard_duplicates": counts.get("cross_shard_duplicates", 0)},
-        "shard_inputs": [[piece.describe() for piece in group] for group in plan.shard_inputs],
-        "shard_plan_notes": list(plan.shard_notes),
-        "llm": llm,
-    }
-
-
-def _prompt_version(config: GenerateConfig) -> str:
-    if config.generator == "offline":
-        from generators.offline import PROMPT_VERSION
-
-        return PROMPT_VERSION
-    from generators.llm.prompts import PROMPT_VERSION as LLM_PROMPT_VERSION
-
-    return LLM_PROMPT_VERSION
-
-
-def _ordered_buckets(histogram: dict) -> dict:
-    from pipeline.inspect import DISTANCE_BINS
-
-    order = [f"{lo}-{hi - 1}" for lo, hi in zip((0, *DISTANCE_BINS[:-1]), DISTANCE_BINS)] + [f">={DISTANCE_BINS[-1]}"]
-    return {bucket: histogram[bucket] for bucket in order if bucket in histogram}
-
-
 def _publish_with(writer: DatasetWriter, plan: GenerationPlan) -> Path:
-    from pipeline.card import render_card
+    from generators.report import manifest_fields, render_card, why_empty
 
     if writer.is_published:
         return writer.final_dir
@@ -543,29 +434,11 @@ def _publish_with(writer: DatasetWriter, plan: GenerationPlan) -> Path:
             f"{plan.name} version {plan.version}: shard(s) {missing} not generated yet; "
             "run generate_shard for them (or run_generation, which resumes) before publishing"
         )
-    fields = aggregate_stats(plan, shard_stats)
+    fields = manifest_fields(plan.config, plan.shard_inputs, plan.shard_notes, shard_stats)
     if not fields["counts"]["examples"]:
-        raise EmptyDatasetError(f"{plan.name} version {plan.version}: {_why_empty(fields)}; nothing was published")
+        raise EmptyDatasetError(f"{plan.name} version {plan.version}: {why_empty(fields)}; nothing was published")
     card = render_card(plan.name, plan.version, plan.config.model_dump(mode="json"), plan.fingerprints, fields)
     return writer.publish(fields, card)
-
-
-def _why_empty(fields: dict) -> str:
-    """One line on why a run gave no examples, with the top drop reasons."""
-    counts, drops = fields["counts"], fields["drop_reasons"]
-
-    def top(reasons: dict) -> str:
-        ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:3]
-        return ", ".join(f"{reason}: {n}" for reason, n in ranked)
-
-    corpus_drops = {r: n for r, n in drops.items() if not r.startswith("no_example:")}
-    if not counts["documents"]:
-        if not corpus_drops:
-            return "0 examples: no documents were read from the inputs (check --corpus and text_field)"
-        return f"0 examples: every document was dropped ({top(corpus_drops)})"
-    chunk_drops = {r.removeprefix("no_example:"): n for r, n in drops.items() if r.startswith("no_example:")}
-    return (f"0 examples: none of the {counts['chunks']} chunks of {counts['documents']} documents gave one "
-            f"({top(chunk_drops) or 'no reason recorded'})")
 
 
 def _writer(plan: GenerationPlan) -> DatasetWriter:

@@ -8,17 +8,25 @@ import pyarrow.compute as pc
 
 from pipeline.store import Dataset, list_versions
 
-# Link distances are bucketed on a roughly logarithmic scale (units apart).
+# Link distances are bucketed on a roughly logarithmic scale (units apart): 0-9, 10-19, 20-49,
+# 50-99, 100-199, >=200. The one definition, for inspect, the link graph and the manifest.
 DISTANCE_BINS = (10, 20, 50, 100, 200)
+DISTANCE_BUCKETS = (*(f"{low}-{high - 1}" for low, high in zip((0, *DISTANCE_BINS[:-1]), DISTANCE_BINS)),
+                    f">={DISTANCE_BINS[-1]}")
 
 
-def _distance_bucket(distance: int) -> str:
+def distance_bucket(distance: int) -> str:
     low = 0
     for high in DISTANCE_BINS:
         if distance < high:
             return f"{low}-{high - 1}"
         low = high
-    return f">={DISTANCE_BINS[-1]}"
+    return DISTANCE_BUCKETS[-1]
+
+
+def ordered_buckets(histogram: dict) -> dict:
+    """A distance histogram with its buckets in distance order."""
+    return {bucket: histogram[bucket] for bucket in DISTANCE_BUCKETS if bucket in histogram}
 
 
 def _summary(values: list[int]) -> dict:
@@ -47,11 +55,10 @@ def label_stats(dataset: Dataset) -> dict:
         units_per_example += pc.list_value_length(batch.column("sentence_ends")).to_pylist()
         tokens_per_example += batch.column("n_tokens").to_pylist()
         methods.update(batch.column("method").to_pylist())
-        distances.update(_distance_bucket(d) for d in batch.column("link_distance").to_pylist() if d is not None)
+        distances.update(distance_bucket(d) for d in batch.column("link_distance").to_pylist() if d is not None)
     positive_share = (
         round(sum(positives_per_example) / sum(units_per_example), 5) if sum(units_per_example) else None
     )
-    order = {_distance_bucket(b - 1): i for i, b in enumerate(DISTANCE_BINS)}
     return {
         "examples": len(positives_per_example),
         "methods": dict(sorted(methods.items())),
@@ -59,7 +66,7 @@ def label_stats(dataset: Dataset) -> dict:
         "units_per_example": _summary(units_per_example),
         "tokens_per_example": _summary(tokens_per_example),
         "positive_unit_share": positive_share,
-        "link_distance_histogram": dict(sorted(distances.items(), key=lambda kv: order.get(kv[0], len(order)))),
+        "link_distance_histogram": ordered_buckets(distances),
     }
 
 

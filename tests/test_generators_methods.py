@@ -208,3 +208,13 @@ def test_sampling_follows_the_seed(chunks, tokenizer):
 
     assert anchor_starts(0) == anchor_starts(0)
     assert len({tuple(anchor_starts(seed)) for seed in range(5)}) > 1
+
+
+def test_a_question_request_says_which_method_asks_and_how_many_passages_it_has():
+    from generators.base import QuestionRequest
+
+    assert QuestionRequest("c", ["a", "b"], [[0]], "chunk").method == "chunk"
+    with pytest.raises(ValueError, match="the pair method asks about 2 passage"):
+        QuestionRequest("c", ["a", "b"], [[0]], "pair")
+    with pytest.raises(ValueError, match="use link, chunk or pair"):
+        QuestionRequest("c", ["a", "b"], [[0]], "graph")

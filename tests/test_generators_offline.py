@@ -89,7 +89,7 @@ def test_question_uses_the_link_terms_and_pastes_no_unit(units):
     anchor = list(range(2, 7))
     window = [u for u in range(len(units)) if u not in anchor]
     link = run(backend.find_links(LinkRequest("doc-0", units, anchor, window)))[0]
-    draft = run(backend.write_question(QuestionRequest("doc-0", units, [anchor, [35, 36, 37]], link=link)))
+    draft = run(backend.write_question(QuestionRequest("doc-0", units, [anchor, [35, 36, 37]], "link", link=link)))
     assert draft.question.endswith("?")
     assert re.search(r"Varenholm|Skerry lighthouse", draft.question)
     words = draft.question.split()
@@ -105,7 +105,7 @@ def test_questions_are_deterministic_for_a_seed(units):
     def question(seed: int) -> str:
         backend = OfflineBackend(seed=seed)
         link = run(backend.find_links(LinkRequest("doc-0", units, anchor, window)))[0]
-        return run(backend.write_question(QuestionRequest("doc-0", units, [anchor, [36]], link=link))).question
+        return run(backend.write_question(QuestionRequest("doc-0", units, [anchor, [36]], "link", link=link))).question
 
     assert question(0) == question(0)
     assert len({question(seed) for seed in range(8)}) > 1  # the template choice follows the seed

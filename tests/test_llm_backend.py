@@ -118,14 +118,14 @@ def test_partial_json_keeps_the_complete_links(server, tmp_path, chunk):
 def test_malformed_question_answer_is_refused(server, tmp_path, chunk):
     server.inject(Reply(content='{"question": What did the passage say?'))
     backend = backend_for(server, tmp_path)
-    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]])
+    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]], "chunk")
     assert refusal_of(backend, backend.write_question(request)).reason == "llm_truncated_json"
 
 
 def test_question_pointing_at_the_passage_is_refused(server, tmp_path, chunk):
     server.inject(Reply(content='{"question": "What does the passage say about the interrogation?"}'))
     backend = backend_for(server, tmp_path)
-    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]])
+    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]], "chunk")
     assert refusal_of(backend, backend.write_question(request)).reason == "llm_not_self_contained"
 
 
@@ -140,7 +140,7 @@ def test_evidence_ids_map_back_to_candidates(server, tmp_path, chunk):
 def test_a_request_given_up_on_for_a_transient_reason_leaves_its_chunk_pending(server, tmp_path, chunk):
     server.inject(Reply(status=500), times=10)
     backend = backend_for(server, tmp_path)
-    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]])
+    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]], "chunk")
     with pytest.raises(Pending) as raised:  # not a Refusal: the chunk is not dropped
         run(backend, backend.write_question(request))
     assert raised.value.reason == "server_error"
@@ -151,7 +151,7 @@ def test_a_request_given_up_on_for_a_transient_reason_leaves_its_chunk_pending(s
 def test_a_permanent_http_error_is_a_counted_refusal(server, tmp_path, chunk):
     server.inject(Reply(status=400, body=json.dumps({"error": {"message": "unknown parameter 'seed'"}})), times=10)
     backend = backend_for(server, tmp_path)
-    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]])
+    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]], "chunk")
     # the 400 first degrades structured output twice (json_schema -> json_object -> none), then fails for good
     assert refusal_of(backend, backend.write_question(request)).reason == "llm_failed_http_400"
     assert backend.stats()["rejected_answers"] == {"question:failed_http_400": 1}
@@ -179,7 +179,7 @@ def test_any_answer_ends_as_a_value_or_a_counted_rejection(server, tmp_path, chu
     backend = backend_for(server, tmp_path)
     calls = {
         "links": lambda: backend.find_links(link_request(chunk)),
-        "question": lambda: backend.write_question(QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]])),
+        "question": lambda: backend.write_question(QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]], "chunk")),
         "evidence": lambda: backend.pick_evidence(EvidenceRequest(
             chunk.chunk_id, chunk.sentences, QuestionDraft("Who ran the mill?"), [4, 5, 6, 7], [[4, 5], [6, 7]])),
     }
@@ -197,7 +197,7 @@ def test_an_answer_over_max_response_bytes_is_a_final_too_large_and_not_cached(s
     server.inject(Reply(content='{"question": "' + "x" * 2_000_000 + '?"}'), times=1)
     config = LLMConfig(base_url=server.url, model="test-model", timeout_s=10, max_attempts=2, max_response_bytes=1_000_000)
     backend = LLMBackend(config, api_key="sk-test", cache_dir=tmp_path / "cache")
-    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]])
+    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]], "chunk")
     assert refusal_of(backend, backend.write_question(request)).reason == "llm_failed_too_large"
     assert server.requests == 1  # not retried
     assert backend.stats()["usage"]["stages"]["question"]["failures"] == {"too_large": 1}

@@ -275,7 +275,7 @@ def test_api_key_comes_from_the_named_variable():
 
 def test_server_classifies_stages_by_format_name():
     assert request_stage({"response_format": prompts.LINKS_FORMAT}) == "links"
-    assert request_stage({"messages": prompts.question_messages([["a"]])}) == "question"
+    assert request_stage({"messages": prompts.question_messages("chunk", [["a"]])}) == "question"
 
 
 def test_backoff_is_exponential_full_jitter_under_a_cap_with_retry_after_as_a_floor(server, tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from generators.base import (
+    Backend,
     EvidenceRequest,
     LinkCandidate,
     LinkRequest,
@@ -32,7 +33,7 @@ from generators.llm.parsing import Rejection, parse_json_answer, validate_eviden
 CACHE_FILE = "llm.sqlite"
 
 
-class LLMBackend:
+class LLMBackend(Backend):
     """``LLMBackend(config, api_key=..., cache_dir=<data>/cache)``; ``await backend.aclose()`` when done."""
 
     def __init__(
@@ -89,7 +90,7 @@ class LLMBackend:
     async def write_question(self, request: QuestionRequest) -> QuestionDraft:
         passages = [[request.units[i] for i in passage] for passage in request.passages]
         connection = request.link.reason if request.link is not None else None
-        question = await self._ask(prompts.question_messages(passages, connection), "question",
+        question = await self._ask(prompts.question_messages(request.method, passages, connection), "question",
                                    prompts.QUESTION_FORMAT, validate_question)
         return QuestionDraft(question)
 

@@ -152,14 +152,13 @@ def links_messages(anchor: Sequence[str], window: Sequence[str]) -> list[dict]:
     return _messages(LINKS, [("ANCHOR", list(anchor)), ("WINDOW", list(enumerate(window)))])
 
 
-def question_messages(passages: Sequence[Sequence[str]], connection: str | None = None) -> list[dict]:
-    """One passage: the chunk method; two: the pair method, or the link method with a connection."""
-    if len(passages) == 1:
+def question_messages(method: str, passages: Sequence[Sequence[str]], connection: str | None = None) -> list[dict]:
+    """The question prompt of ``method``: chunk (one passage), pair (two), link (two and the
+    connection the link finder gave, when it gave one)."""
+    if method == "chunk":
         return _messages(QUESTION_CHUNK, [("PASSAGE", list(passages[0]))])
-    if len(passages) != 2:
-        raise ValueError(f"a question is written from one or two passages, not {len(passages)}")
     sections = [("PASSAGE_A", list(passages[0])), ("PASSAGE_B", list(passages[1]))]
-    if connection:
+    if method == "link" and connection:
         return _messages(QUESTION_LINK, sections + [("CONNECTION", connection)])
     return _messages(QUESTION_PAIR, sections)
 

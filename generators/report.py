@@ -1,13 +1,133 @@
-"""The dataset card: the README.md written into every published version.
+"""What a generation run reports: the manifest's statistics, aggregated over shards, and the card.
 
-It says what the data is, how it was made (method, generator, config), how much of it there is,
-what was dropped and why, the label statistics, where the text came from, and how to load it with
-pyarrow, DuckDB, polars and Hugging Face ``datasets``.
+``manifest_fields`` sums the shards' statistics (counts, drop reasons, link-graph diagnostics,
+label statistics, LLM usage) into the fields the store writes to ``dataset.json``;
+``render_card`` writes the dataset card (README.md of a version) from them; ``why_empty`` says in
+one line why a run gave no examples.
 """
 from __future__ import annotations
 
 import json
+import logging
+from collections import Counter
 
+from generators.config import GenerateConfig
+from pipeline.inspect import distance_bucket, ordered_buckets
+
+log = logging.getLogger("linkscan")
+
+
+def _sum_counters(parts: list[dict]) -> dict:
+    total: Counter = Counter()
+    for part in parts:
+        total.update(part)
+    return dict(sorted(total.items()))
+
+
+def manifest_fields(config: GenerateConfig, shard_inputs, shard_notes, shard_stats: list[dict]) -> dict:
+    """The manifest fields from every shard's statistics: counts, drop reasons, diagnostics, labels."""
+    counts = _sum_counters([s["counts"] for s in shard_stats])
+    link_distances = {int(k): v for k, v in _sum_counters([s["link_distances"] for s in shard_stats]).items()}
+    positives = {int(k): v for k, v in _sum_counters([s["positives_histogram"] for s in shard_stats]).items()}
+    examples = counts.get("examples", 0)
+    anchors = counts.get("anchors_tried", 0)
+    graph_units = counts.get("graph_units", 0)
+    diagnostics = {
+        "link_graph": {
+            "units": graph_units,
+            "edges": counts.get("graph_edges", 0),
+            "edges_per_unit": round(counts.get("graph_edges", 0) / graph_units, 4) if graph_units else 0.0,
+            "linked_unit_share": round(counts.get("graph_linked_units", 0) / graph_units, 4) if graph_units else 0.0,
+            "distance_histogram": ordered_buckets(_sum_counters([s["edge_distance_histogram"] for s in shard_stats])),
+            "documents_without_links": counts.get("documents_without_links", 0),
+            "anchors_tried": anchors,
+            "anchors_without_usable_link": counts.get("anchors_without_link", 0),
+            "share_of_anchors_without_usable_link": (
+                round(counts.get("anchors_without_link", 0) / anchors, 4) if anchors else 0.0
+            ),
+        }
+    }
+    if diagnostics["link_graph"]["edges"] == 0 and counts.get("chunks", 0) and config.method == "link":
+        log.warning("%s: the link graph has no edges; check the generator settings", config.name)
+    labels = {
+        "examples": examples,
+        "positives_per_example_histogram": {str(k): v for k, v in sorted(positives.items())},
+        "mean_positives_per_example": round(counts.get("positive_units", 0) / examples, 3) if examples else None,
+        "mean_units_per_example": round(counts.get("units_in_examples", 0) / examples, 3) if examples else None,
+        "positive_unit_share": (
+            round(counts.get("positive_units", 0) / counts["units_in_examples"], 5)
+            if counts.get("units_in_examples") else None
+        ),
+        "mean_tokens_per_example": round(counts.get("example_tokens", 0) / examples, 1) if examples else None,
+        "link_distance_histogram": ordered_buckets(
+            _sum_counters([{distance_bucket(d): n} for d, n in link_distances.items()])
+        ),
+        "min_link_distance": min(link_distances) if link_distances else None,
+    }
+    llm_parts = [s["llm"] for s in shard_stats if s.get("llm")]
+    llm = None
+    if llm_parts:
+        from generators.llm.backend import merge_llm_stats
+
+        llm = merge_llm_stats(llm_parts)
+    pending = _sum_counters([s.get("pending_chunks") or {} for s in shard_stats])
+    return {
+        # False only for a version published with allow_partial while chunks still waited for the
+        # back end; nothing downstream trains on such a version unless asked to.
+        "complete": not pending,
+        "pending_chunks": pending,
+        "method": config.method,
+        "generator": config.generator if config.generator == "offline" else f"llm:{config.llm.model}",
+        "prompt_version": _prompt_version(config),
+        "tokenizer": config.corpus_config.tokenizer,
+        "seed": config.seed,
+        "counts": {
+            "documents": counts.get("documents", 0),
+            "document_chars": counts.get("document_chars", 0),
+            "chunks": counts.get("chunks", 0),
+            "links": counts.get("links", 0),
+            "examples": examples,
+        },
+        "drop_reasons": _sum_counters([s["drop_reasons"] for s in shard_stats]),
+        "diagnostics": diagnostics,
+        "labels": labels,
+        "sources": _sum_counters([s["sources"] for s in shard_stats]),
+        "dedupe": {"scope": "corpus", "cross_shard_duplicates": counts.get("cross_shard_duplicates", 0)},
+        "shard_inputs": [[piece.describe() for piece in group] for group in shard_inputs],
+        "shard_plan_notes": list(shard_notes),
+        "llm": llm,
+    }
+
+
+def _prompt_version(config: GenerateConfig) -> str:
+    if config.generator == "offline":
+        from generators.offline import PROMPT_VERSION
+
+        return PROMPT_VERSION
+    from generators.llm.prompts import PROMPT_VERSION as LLM_PROMPT_VERSION
+
+    return LLM_PROMPT_VERSION
+
+
+def why_empty(fields: dict) -> str:
+    """One line on why a run gave no examples, with the top drop reasons."""
+    counts, drops = fields["counts"], fields["drop_reasons"]
+
+    def top(reasons: dict) -> str:
+        ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:3]
+        return ", ".join(f"{reason}: {n}" for reason, n in ranked)
+
+    corpus_drops = {r: n for r, n in drops.items() if not r.startswith("no_example:")}
+    if not counts["documents"]:
+        if not corpus_drops:
+            return "0 examples: no documents were read from the inputs (check --corpus and text_field)"
+        return f"0 examples: every document was dropped ({top(corpus_drops)})"
+    chunk_drops = {r.removeprefix("no_example:"): n for r, n in drops.items() if r.startswith("no_example:")}
+    return (f"0 examples: none of the {counts['chunks']} chunks of {counts['documents']} documents gave one "
+            f"({top(chunk_drops) or 'no reason recorded'})")
+
+
+# -- the dataset card -----------------------------------------------------------------------------
 _METHODS = {
     "link": (
         "link-based (the paper's method): a random anchor of consecutive units, links from it to units "
