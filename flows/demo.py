@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.layout import DataLayout, atomic_write
+
 LICENSES_DIR = Path("/usr/share/common-licenses")
 TOPICS_FILE = "python-reference.jsonl"
 LICENSES_FILE = "licenses.jsonl"
@@ -83,15 +85,12 @@ def _write_if_changed(path: Path, documents: list[dict]) -> Path:
 
 
 def _replace_if_changed(path: Path, payload: bytes) -> None:
-    if path.is_file() and path.read_bytes() == payload:
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
+    if not (path.is_file() and path.read_bytes() == payload):
+        atomic_write(path, payload)
 
 
 def demo_corpus_dir(data_root: Path) -> Path:
-    return data_root / "corpora" / "demo"
+    return DataLayout(data_root).corpora / "demo"
 
 
 # The tokenizer of the demo, as named in the default parameters; the flow resolves it to a file.
@@ -118,7 +117,7 @@ def bundled_tokenizer(data_root: Path) -> Path:
     spec = json.loads((get_model_path() / "tokenizer.json").read_text(encoding="utf-8"))
     spec["padding"] = None
     spec["truncation"] = None
-    target = data_root / "tokenizers" / "all-MiniLM-L6-v2" / "tokenizer.json"
+    target = DataLayout(data_root).tokenizers / "all-MiniLM-L6-v2" / "tokenizer.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     _replace_if_changed(target, json.dumps(spec, ensure_ascii=False, sort_keys=True).encode())
     return target

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.layout import DataLayout, atomic_write
+
 DATASET_PUBLISHED = "linkscan.dataset.published"
 MODEL_TRAINED = "linkscan.model.trained"
 DATASET_RESOURCE = "linkscan.dataset"
@@ -37,7 +39,7 @@ def model_resource_id(name: str) -> str:
 
 
 def _announced_marker(data_root: Path, name: str, version: str) -> Path:
-    return Path(data_root) / "events" / DATASET_PUBLISHED / name / version
+    return DataLayout(data_root).event_marker(DATASET_PUBLISHED, name, version)
 
 
 def current_api_url() -> str | None:
@@ -84,9 +86,7 @@ def emit_dataset_published(name: str, version: str, path: Path, data_root: Path,
         servers.append(api_url)
     marker = _announced_marker(data_root, name, version)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(json.dumps({"servers": servers}) + "\n")
-    tmp.replace(marker)
+    atomic_write(marker, json.dumps({"servers": servers}) + "\n")
     return api_url
 
 

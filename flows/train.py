@@ -10,8 +10,6 @@ Multi-GPU training runs under torchrun (``linkscan train``); this flow trains in
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import events
 from flows.artifacts import artifact_key
 from flows.runtime import options_model, resolve_data_root, retry_transient
+from pipeline.layout import DataLayout, content_hash
 from training.configs import TrainConfig
 
 # Defaults of the flow: a few CPU steps of the small shape, enough to show the chain on the demo
@@ -40,8 +39,7 @@ TrainOptions = options_model(
 
 
 def run_name(version: str, options: "TrainOptions") -> str:
-    digest = hashlib.sha256(json.dumps(options.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-    return f"{version}-{digest[:8]}"
+    return f"{version}-{content_hash(options.model_dump(mode='json'))[:8]}"
 
 
 @task(name="validate-dataset", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
@@ -91,7 +89,7 @@ def train(
             "its dataset.json lists why chunks gave none (drop_reasons)"
         )
     run = run_name(checked["version"], options)
-    out = root / "models" / checked["name"] / run
+    out = DataLayout(root).models(checked["name"]) / run
     config = TrainConfig(dataset=checked["path"], out=str(out), **options.model_dump())
     result = train_task(config)
     if not result.get("checkpoint"):

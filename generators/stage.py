@@ -38,6 +38,7 @@ from generators.base import Pending
 from generators.methods import ChunkOutcome, generate_for_chunk
 from generators.progress import GenerationProgress
 from pipeline.drops import Drops
+from pipeline.layout import DataLayout, atomic_write
 from pipeline.sharding import InputPiece, plan_shards
 from pipeline.store import (
     DatasetLockedError, DatasetWriter, ShardWriter, VersionStaging, file_sha256, published_version, shard_name, version_id,
@@ -120,7 +121,7 @@ class GenerationResult:
     newly_published: bool
 
 
-def make_backend(config: GenerateConfig, *, cache_dir: Path | None = None, api_key: str | None = None,
+def make_backend(config: GenerateConfig, *, cache_path: Path | None = None, api_key: str | None = None,
                  progress: GenerationProgress | None = None):
     """The back end ``config.generator`` names: the offline one, or the LLM one (helper module)."""
     if config.generator == "offline":
@@ -130,7 +131,7 @@ def make_backend(config: GenerateConfig, *, cache_dir: Path | None = None, api_k
     if config.generator == "llm":
         from generators.llm.backend import LLMBackend
 
-        return LLMBackend(config.llm, api_key=api_key, cache_dir=cache_dir,
+        return LLMBackend(config.llm, api_key=api_key, cache_path=cache_path,
                           on_usage=progress.llm.register if progress is not None else None)
     raise GenerationError(f"generator {config.generator!r}: use offline or llm")
 
@@ -171,11 +172,12 @@ def _keys_path(staging: VersionStaging, kind: str, index: int) -> Path:
 
 
 def _save_keys(path: Path, keys: np.ndarray) -> None:
+    import io
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, keys, allow_pickle=False)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.save(buffer, keys, allow_pickle=False)
+    atomic_write(path, buffer.getvalue())
 
 
 def shard_keys(plan: GenerationPlan, index: int) -> int:
@@ -355,7 +357,7 @@ def _run_backend(plan: GenerationPlan, inputs: list[InputPiece], result: _ShardR
 
     config = plan.config
     tokenizer = load_tokenizer(config.corpus_config.tokenizer)
-    backend = make_backend(config, cache_dir=Path(plan.data_root) / "cache", api_key=api_key, progress=progress)
+    backend = make_backend(config, cache_path=DataLayout(plan.data_root).llm_cache, api_key=api_key, progress=progress)
 
     async def main() -> None:
         try:

@@ -28,6 +28,7 @@ from typing import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.layout import DataLayout, atomic_write, canonical_json, content_hash
 from schemas import SCHEMA_VERSIONS, check_schema, validate_table
 
 MANIFEST = "dataset.json"
@@ -65,14 +66,9 @@ class ShardInfo:
     sha256: str
 
 
-def _canonical_json(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
 def version_id(config: dict, fingerprints: dict) -> str:
     """A short, stable id of the resolved config plus the input fingerprints."""
-    digest = hashlib.sha256(_canonical_json({"config": config, "inputs": fingerprints})).hexdigest()
-    return digest[:12]
+    return content_hash({"config": config, "inputs": fingerprints})[:12]
 
 
 def file_sha256(path: Path) -> str:
@@ -99,15 +95,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def is_valid_name(name: str) -> bool:
     return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
 
@@ -118,7 +105,7 @@ def dataset_dir(data_root: Path | str, name: str) -> Path:
         raise StoreError(
             f"dataset name {shown!r}: use 1 to 100 letters, digits, '.', '_' and '-', starting with a letter or digit"
         )
-    return Path(data_root) / "datasets" / name
+    return DataLayout(data_root).datasets / name
 
 
 def published_version(data_root: Path | str, name: str, version: str) -> Path | None:
@@ -185,7 +172,7 @@ class VersionStaging:
     def save_stats(self, key: str, stats: dict) -> None:
         path = self._stats_path(key)
         path.parent.mkdir(exist_ok=True)
-        _atomic_write_bytes(path, _canonical_json(stats))
+        atomic_write(path, canonical_json(stats))
 
     def load_stats(self, key: str) -> dict | None:
         path = self._stats_path(key)
@@ -367,7 +354,7 @@ class DatasetWriter:
         journal entry is still there, or LATEST is missing or holds something that is no version."""
         journal = self.root / f"{_PUBLISHING}{self.version}"
         if journal.exists() or read_latest(self.root) is None:
-            _atomic_write_bytes(self.root / LATEST, f"{self.version}\n".encode())
+            atomic_write(self.root / LATEST, f"{self.version}\n".encode())
         journal.unlink(missing_ok=True)
 
     def __exit__(self, *exc_info: object) -> None:
@@ -413,8 +400,8 @@ class DatasetWriter:
             "shards": [asdict(s) for s in shards],
         }
         staging = self.staging.dir
-        _atomic_write_bytes(staging / CARD, card.encode())
-        _atomic_write_bytes(
+        atomic_write(staging / CARD, card.encode())
+        atomic_write(
             staging / MANIFEST,
             json.dumps(manifest, indent=2, ensure_ascii=False, default=str).encode() + b"\n",
         )
@@ -427,7 +414,7 @@ class DatasetWriter:
             shutil.rmtree(damaged, ignore_errors=True)
         os.replace(staging, self.final_dir)
         _fsync_dir(self.root)
-        _atomic_write_bytes(self.root / LATEST, f"{self.version}\n".encode())
+        atomic_write(self.root / LATEST, f"{self.version}\n".encode())
         journal.unlink()
         return self.final_dir
 

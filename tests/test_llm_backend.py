@@ -37,7 +37,7 @@ def server():
 
 def backend_for(server, tmp_path) -> LLMBackend:
     config = LLMConfig(base_url=server.url, model="test-model", backoff_base_s=0.01, backoff_max_s=0.02, timeout_s=2, max_attempts=2)
-    return LLMBackend(config, api_key="sk-test", cache_dir=tmp_path / "cache")
+    return LLMBackend(config, api_key="sk-test", cache_path=tmp_path / "cache" / "llm.sqlite")
 
 
 def run(backend: LLMBackend, coroutine):
@@ -196,12 +196,12 @@ def test_any_answer_ends_as_a_value_or_a_counted_rejection(server, tmp_path, chu
 def test_an_answer_over_max_response_bytes_is_a_final_too_large_and_not_cached(server, tmp_path, chunk):
     server.inject(Reply(content='{"question": "' + "x" * 2_000_000 + '?"}'), times=1)
     config = LLMConfig(base_url=server.url, model="test-model", timeout_s=10, max_attempts=2, max_response_bytes=1_000_000)
-    backend = LLMBackend(config, api_key="sk-test", cache_dir=tmp_path / "cache")
+    backend = LLMBackend(config, api_key="sk-test", cache_path=tmp_path / "cache" / "llm.sqlite")
     request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]], "chunk")
     assert refusal_of(backend, backend.write_question(request)).reason == "llm_failed_too_large"
     assert server.requests == 1  # not retried
     assert backend.stats()["usage"]["stages"]["question"]["failures"] == {"too_large": 1}
-    again = LLMBackend(config, api_key="sk-test", cache_dir=tmp_path / "cache")
+    again = LLMBackend(config, api_key="sk-test", cache_path=tmp_path / "cache" / "llm.sqlite")
     assert run(again, again.write_question(request)).question.endswith("?")  # asked again: nothing was cached
     assert server.requests == 2
 

@@ -243,12 +243,12 @@ KILLED_BEFORE_LATEST = textwrap.dedent("""
     from tests.store_data import example_table
     from tests.test_store import CONFIG, INPUTS
 
-    write = store._atomic_write_bytes
+    write = store.atomic_write
     def dies_at_latest(path, payload):
         if path.name == "LATEST":
             os.kill(os.getpid(), signal.SIGKILL)  # the version folder is in place, LATEST not yet
         write(path, payload)
-    store._atomic_write_bytes = dies_at_latest
+    store.atomic_write = dies_at_latest
     with store.DatasetWriter({root!r}, "demo", {version!r}, CONFIG, INPUTS) as writer:
         writer.write_shard("examples", 0, 1, example_table())
         writer.publish({{"counts": {{}}}}, "# card\\n")

@@ -30,25 +30,19 @@ from generators.llm.config import LLMConfig
 from generators.llm.usage import UsageTracker
 from generators.llm.parsing import Rejection, parse_json_answer, validate_evidence, validate_links, validate_question
 
-CACHE_FILE = "llm.sqlite"
-
-
 class LLMBackend(Backend):
-    """``LLMBackend(config, api_key=..., cache_dir=<data>/cache)``; ``await backend.aclose()`` when done."""
+    """``LLMBackend(config, api_key=..., cache_path=DataLayout(data).llm_cache)``; ``await backend.aclose()`` when done."""
 
     def __init__(
         self,
         config: LLMConfig,
         *,
         api_key: str | None = None,
-        cache_dir: Path | str | None = None,
+        cache_path: Path | str | None = None,
         on_usage: Callable[[UsageTracker], None] | None = None,
     ) -> None:
         self.config = config
-        self.client = LLMClient(
-            config, api_key=api_key, cache_path=Path(cache_dir) / CACHE_FILE if cache_dir is not None else None,
-            on_usage=on_usage,
-        )
+        self.client = LLMClient(config, api_key=api_key, cache_path=cache_path, on_usage=on_usage)
         self.name = f"llm:{config.model}"
         self.prompt_version = prompts.PROMPT_VERSION
         self.rejected_answers: Counter[str] = Counter()

@@ -12,13 +12,13 @@ one-time set-up runs under an advisory lock on a `<cache>.lock` file beside it.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline.layout import content_hash
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -35,13 +35,7 @@ CREATE TABLE IF NOT EXISTS responses (
 
 def cache_key(model: str, messages: list[dict], params: dict) -> str:
     """sha256 of the canonical JSON of the request; the same request always has the same key."""
-    payload = json.dumps(
-        {"model": model, "messages": messages, "params": params},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return content_hash({"model": model, "messages": messages, "params": params})
 
 
 @dataclass(frozen=True)
