@@ -386,3 +386,32 @@ def test_after_an_outage_of_several_requests_in_a_row_no_more_are_sent(server, t
     assert asyncio.run(many()) == ["server_error"] * 6  # every request waits for a rerun...
     assert server.requests == 3 * 2  # ...but after 3 given up on, the other 3 were never sent
     assert client.usage.stage("evidence").failures == {"server_error": 6}
+
+
+def test_a_rerun_after_a_format_fallback_is_served_from_the_cache_without_the_server(server, tmp_path):
+    # llama-cpp-python's answer to json_schema: a 500 that names the format.
+    refusal = json.dumps({"error": {"message": "Unsupported response_format type: json_schema", "code": 500}})
+    server.inject(Reply(status=500, body=refusal), times=1)
+    first = asyncio.run(ask(make_client(server, tmp_path)))
+    assert [r.get("response_format", {}).get("type") for r in server.received] == ["json_schema", "json_object"]
+    server.stop()  # the rerun starts where the first run ended up: json_object, found in the cache
+    again = asyncio.run(ask(make_client(server, tmp_path, max_attempts=1)))
+    assert again.cached and again.text == first.text
+
+
+def test_requests_waiting_when_the_format_is_refused_are_not_sent_in_the_refused_format(server, tmp_path):
+    refusal = json.dumps({"error": {"message": "response_format json_schema is not supported"}})
+    server.inject(Reply(status=400, body=refusal, delay_s=0.2), times=1)
+    client = make_client(server, tmp_path, concurrency=1)
+
+    async def many():
+        try:
+            questions = [f"Who ran mill number {i}?" for i in range(4)]
+            await asyncio.gather(*(client.chat(prompts.evidence_messages(q, ["Ada ran the mill."]), "evidence",
+                                               response_format=prompts.EVIDENCE_FORMAT) for q in questions))
+        finally:
+            await client.aclose()
+
+    asyncio.run(many())
+    sent = [r.get("response_format", {}).get("type") for r in server.received]
+    assert sent == ["json_schema", "json_object", "json_object", "json_object", "json_object"]

@@ -29,6 +29,13 @@ CREATE TABLE IF NOT EXISTS responses (
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS format_fallbacks (
+    server TEXT NOT NULL,
+    model TEXT NOT NULL,
+    asked TEXT NOT NULL,
+    used TEXT NOT NULL,
+    PRIMARY KEY (server, model, asked)
 )
 """
 
@@ -57,7 +64,7 @@ class ResponseCache:
                 if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute(_SCHEMA)
+                self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
             raise RuntimeError(
                 f"{self.path}: cannot open the LLM response cache ({error}); "
@@ -77,6 +84,18 @@ class ResponseCache:
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, model, stage, response, prompt_tokens, completion_tokens, time.time()),
             )
+
+    def learned_format(self, server: str, model: str, asked: str) -> str | None:
+        """The structured-output mode a server was found to take when ``asked`` was refused."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT used FROM format_fallbacks WHERE server = ? AND model = ? AND asked = ?", (server, model, asked)
+            ).fetchone()
+        return row[0] if row else None
+
+    def learn_format(self, server: str, model: str, asked: str, used: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO format_fallbacks VALUES (?, ?, ?, ?)", (server, model, asked, used))
 
     def __len__(self) -> int:
         with self._lock:

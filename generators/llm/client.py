@@ -122,7 +122,10 @@ class LLMClient:
         self.usage = UsageTracker()
         self._price = config.price()
         self._random = random.Random()  # jitter from OS entropy: shard workers must not retry in step
-        self._structured = config.structured_output
+        # A fallback learned by an earlier run against this server (kept in the cache) is where this
+        # client starts, so a rerun finds its cached answers without asking the server first.
+        learned = self.cache.learned_format(config.base_url, config.model, config.structured_output) if self.cache else None
+        self._structured = learned or config.structured_output
         self._openai: list | None = None
         self._pool_load: list[int] = []
         self._loop = None
@@ -221,6 +224,11 @@ class LLMClient:
                     self._structured = quirks.FORMAT_FALLBACK[mode]
                     log.warning("%s: HTTP %d with response_format %s; using %s from now on (%s)",
                                 self.config.base_url, rejected.status, mode, self._structured, rejected.message)
+                    if self.cache is not None:
+                        self.cache.learn_format(self.config.base_url, self.config.model,
+                                                self.config.structured_output, self._structured)
+            except _ModeChanged:
+                pass  # another request degraded the mode while this one waited: ask again in the new one
 
     async def _send_shared(self, request: "_Request") -> LLMResponse:
         """``_send``, but identical requests in flight at once are sent once and share the answer."""
@@ -260,6 +268,8 @@ class LLMClient:
         for attempt in range(1, self.config.max_attempts + 1):
             await self._limiter.acquire(reserved)
             async with self._semaphore:
+                if "response_format" in request.body and self._structured != request.mode:
+                    raise _ModeChanged()  # not sent: it would be refused like the one that degraded the mode
                 self.usage.in_flight += 1
                 usage.attempts += 1
                 try:
@@ -388,6 +398,10 @@ class _BadResponse(Exception):
 
 class _TooLarge(Exception):
     """An answer over ``max_response_bytes``: never parsed, never cached, not retried."""
+
+
+class _ModeChanged(Exception):
+    """The structured-output mode changed while a request waited to be sent."""
 
 
 class _FormatRejected(Exception):
