@@ -18,22 +18,28 @@ import typer
 def train(
     dataset: str = typer.Option(..., "--dataset", help="dataset version folder (or dataset folder: its LATEST)"),
     out: str = typer.Option(..., "--out", help="run folder: checkpoints/, metrics.jsonl, train_config.json"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="named settings: from-scratch (one H200, random init) or cpu-example; options given here override them"),
     model: Optional[str] = typer.Option(None, "--model", help="hub id or local folder to start from"),
-    config: str = typer.Option("small", "--config", help="shape when starting from scratch: small, 130m, 1.3b, ..."),
+    config: Optional[str] = typer.Option(None, "--config", help="shape when starting from scratch: small, 130m, 1.3b, ... (default small)"),
     backend: Optional[str] = typer.Option(None, "--backend", help="hf or mamba_ssm (default: mamba_ssm on CUDA when installed)"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
-    max_steps: int = typer.Option(100, "--max-steps", help="optimizer steps"),
-    tokens_per_step: int = typer.Option(65536, "--tokens-per-step", help="global token budget of one optimizer step"),
-    micro_batch_tokens: int = typer.Option(65536, "--micro-batch-tokens", help="padded-token budget of one forward/backward (1.3b on an H200: 32768)"),
-    lr: float = typer.Option(1e-4, "--lr", help="peak learning rate (cosine to --min-lr)"),
-    min_lr: float = typer.Option(1e-5, "--min-lr"),
-    precision: str = typer.Option("bf16", "--precision", help="bf16 (autocast, fp32 master weights) or fp32"),
-    seed: int = typer.Option(0, "--seed"),
-    validate_every: int = typer.Option(50, "--validate-every"),
-    checkpoint_every: int = typer.Option(50, "--checkpoint-every"),
-    validation: str = typer.Option("auto", "--validation", help="auto, shards (the last --validation-shards), documents (a stable --validation-fraction of them) or none"),
-    validation_shards: int = typer.Option(1, "--validation-shards", min=0, help="example shards held out with --validation shards"),
-    validation_fraction: float = typer.Option(0.1, "--validation-fraction", min=0.0, max=1.0, help="share of documents held out with --validation documents"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="optimizer steps (default 100)"),
+    tokens_per_step: Optional[int] = typer.Option(None, "--tokens-per-step", help="global token budget of one optimizer step (default 65536)"),
+    micro_batch_tokens: Optional[int] = typer.Option(None, "--micro-batch-tokens", help="padded-token budget of one forward/backward (default 65536; 1.3b on an H200: 32768)"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="peak learning rate, cosine to --min-lr (default 1e-4)"),
+    min_lr: Optional[float] = typer.Option(None, "--min-lr", help="default 1e-5"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="bf16 (autocast, fp32 master weights; default) or fp32"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    match_loss_weight: Optional[float] = typer.Option(None, "--match-loss-weight", help="weight of the training-only match objective (default 0: the paper's loss alone)"),
+    pack: Optional[bool] = typer.Option(None, "--pack/--no-pack", help="packed rows of --micro-batch-tokens (mamba_ssm only)"),
+    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="replay each micro-batch as CUDA graphs (needs --pack, one GPU process)"),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="dataloader worker processes per rank (default 0)"),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="steps between metric read-backs (default 1)"),
+    validate_every: Optional[int] = typer.Option(None, "--validate-every", help="default 50"),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="default 50"),
+    validation: Optional[str] = typer.Option(None, "--validation", help="auto (default), shards (the last --validation-shards), documents (a stable --validation-fraction of them) or none"),
+    validation_shards: Optional[int] = typer.Option(None, "--validation-shards", min=0, help="example shards held out with --validation shards (default 1)"),
+    validation_fraction: Optional[float] = typer.Option(None, "--validation-fraction", min=0.0, max=1.0, help="share of documents held out with --validation documents (default 0.1)"),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="train on a version published with --allow-partial (complete: false)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's latest checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="start again from scratch in an --out that holds a run (its checkpoints and metrics are removed)"),
@@ -44,26 +50,31 @@ def train(
     from flows.cli_errors import interruptible
     from pipeline.store import StoreError
     from training.checkpoint import CheckpointError
-    from training.configs import TrainConfig
+    from training.configs import TrainConfig, preset_values
     from training.loop import train as run_training
     from training.model import default_backend
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if resume and overwrite:
         typer.echo("error: --resume continues a run and --overwrite starts it again; pass one of them", err=True)
         raise typer.Exit(2)
+    given = {
+        "model": model, "config": config, "backend": backend, "device": device, "max_steps": max_steps,
+        "tokens_per_step": tokens_per_step, "micro_batch_tokens": micro_batch_tokens, "lr": lr, "min_lr": min_lr,
+        "precision": precision, "seed": seed, "match_loss_weight": match_loss_weight, "pack": pack,
+        "cuda_graphs": cuda_graphs, "num_workers": num_workers, "log_every": log_every,
+        "validate_every": validate_every, "checkpoint_every": checkpoint_every, "validation": validation,
+        "validation_shards": validation_shards, "validation_fraction": validation_fraction,
+    }
     try:
-        train_config = TrainConfig(
-            dataset=dataset, out=out, model=model, config=config, backend=backend or default_backend(device),
-            device=device, seed=seed, max_steps=max_steps, tokens_per_step=tokens_per_step,
-            micro_batch_tokens=micro_batch_tokens, lr=lr, min_lr=min_lr, precision=precision,
-            validate_every=validate_every, checkpoint_every=checkpoint_every, validation=validation,
-            validation_shards=validation_shards, validation_fraction=validation_fraction, allow_partial=allow_partial,
-        )
-    except ValueError as error:  # pydantic's ValidationError: a bad option value
+        values = {**preset_values(preset), **{k: v for k, v in given.items() if v is not None}}
+        values.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
+        values.setdefault("backend", default_backend(values["device"]))
+        train_config = TrainConfig(dataset=dataset, out=out, allow_partial=allow_partial, **values)
+    except ValueError as error:  # pydantic's ValidationError (a bad option value) or an unknown preset
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    device = train_config.device
     # torchrun sets these; a plain run is rank 0 of 1.
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

@@ -171,3 +171,59 @@ def _all_streamed(split):
     """Every example of one epoch of the training stream of ``split`` (without batching)."""
     stream = _stream(split.train_files, skip_documents=split.held_out)
     return list(stream._examples(0, 1, 0))
+
+
+def test_match_labels_mark_the_question_tokens_that_evidence_units_hold_and_few_units_share():
+    from training.data import Example
+
+    question = [7, 8, 9, 3]  # 3 is common (in every unit), 9 is in no evidence unit
+    units = [[7, 3, 1], [2, 3, 4], [8, 3, 5], [1, 3, 2], [9, 3, 6], [4, 3, 5], [1, 3, 4], [2, 3, 6]]
+    tokens = [t for unit in units for t in unit]
+    ends = [len(question) + 3 * i + 2 for i in range(len(units))]
+    labels = [1.0 if i in (0, 2) else 0.0 for i in range(len(units))]
+    example = Example(question + tokens, ends, labels, question_length=len(question))
+    marked = example.match_labels()
+    assert len(marked) == len(tokens)
+    assert [tokens[i] for i, label in enumerate(marked) if label == 1.0] == [7, 8]
+
+
+def test_a_packed_row_holds_whole_examples_end_to_end_with_their_sequence_index():
+    from training.data import Example, pack
+
+    first = Example([1, 2, 3, 4, 5], [2, 4], [0.0, 1.0], question_length=2)
+    second = Example([6, 7, 8], [2], [1.0], question_length=1)
+    batch = pack([first, second], length=10, units=4, with_match=True)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5, 6, 7, 8, 0, 0]]
+    assert batch["seq_idx"].tolist() == [[0, 0, 0, 0, 0, 1, 1, 1, 2, 2]]  # the padding is a sequence of its own
+    assert batch["positions"].tolist() == [[2, 4, 7, 0]] and batch["labels"].tolist() == [[0.0, 1.0, 1.0, 0.0]]
+    assert batch["mask"].tolist() == [[True, True, True, False]] and int(batch["n_tokens"]) == 8
+    assert batch["match_mask"].tolist() == [[False, False, True, True, True, False, True, True, False, False]]
+    with pytest.raises(ValueError, match="do not fit 6 tokens"):
+        pack([first, second], length=6, units=4)
+
+
+def test_packed_micro_batches_have_one_shape_hold_every_example_once_and_resume(dataset):
+    from training.data import pack_units
+
+    ds, examples = dataset
+    stream = _stream(ds.shard_paths(), pack=True, micro_batch_tokens=2048)
+    first_epoch, seen = [], 0
+    for batch in iter(stream):
+        assert batch["input_ids"].shape == (1, 2048) and batch["positions"].shape == (1, pack_units(2048))
+        first_epoch.append(batch)
+        at_units = batch["seq_idx"][0, batch["positions"][0, batch["mask"][0]]]
+        seen += len(set(at_units.tolist()))  # the examples of the row
+        if seen >= len(examples):
+            break
+    assert seen == len(examples)  # every probe example fits a row, and none is split or dropped
+    resumed = list(itertools.islice(iter(_stream(ds.shard_paths(), pack=True, micro_batch_tokens=2048,
+                                                 skip_micro_batches=3)), 4))
+    assert all((a["input_ids"] == b["input_ids"]).all() for a, b in zip(first_epoch[3:7], resumed))
+
+
+def test_consumer_rows_show_when_small_shards_would_be_oversampled():
+    from training.data import consumer_rows
+
+    assert consumer_rows([2495, 274, 415, 166], 3) == [2661, 274, 415]  # the dev dataset over 3 workers
+    assert consumer_rows([2495, 274, 415, 166], 1) == [3350]
+    assert consumer_rows([10, 10], 4) == [5, 5, 5, 5]  # fewer files than consumers: rows are dealt out

@@ -1,13 +1,8 @@
 """GPU checks of the training stage (run on the device machine with `pytest -m gpu`).
 
-The learning test needs a probe dataset generated beforehand (no tokenizer or corpus travels to
-the GPU machine): `LINKSCAN_PROBE_DATASET` names its version folder; `LINKSCAN_SCANNER_INIT` may name
-a pretrained backbone folder (e.g. a local copy of state-spaces/mamba2-130m) to start from.
-Measured 2026-11-29 from random init (no pretrained weights on the machine): the loss falls from 2.36
-to 1.29 in 400 steps, which is only the level of the best input-blind constant (``val_constant_loss``,
-about 1.3 here), and held-out recall@5 stays at the random level, so this test fails from scratch.
-CPU runs of a small model on this probe task and on an offline-generated dataset learned no
-question-dependent matching in 200-300 steps either: the test needs a pretrained backbone.
+The learning test needs a dataset generated beforehand (no tokenizer or corpus travels to the GPU
+machine): `LINKSCAN_LINK_DATASET` names a version folder that `linkscan generate` made from the dev
+corpus; it trains the `from-scratch` preset and checks issue 15's targets on held-out documents.
 """
 from __future__ import annotations
 
@@ -52,27 +47,74 @@ def test_mamba_ssm_and_hf_backends_give_the_same_scores_on_the_same_weights():
     assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item() > 0.999
 
 
+def _examples(lengths: list[int], seed: int):
+    from training.data import Example
+
+    generator = torch.Generator().manual_seed(seed)
+    examples = []
+    for length in lengths:
+        ids = torch.randint(1, 50000, (length,), generator=generator).tolist()
+        ends = list(range(40, length, 37))
+        labels = [float(i % 5 == 0) for i in range(len(ends))]
+        examples.append(Example(ids, ends, labels, question_length=20))
+    return examples
+
+
 @needs_gpu
-def test_short_training_lowers_loss_and_raises_held_out_recall_above_random(tmp_path):
-    dataset = os.environ.get("LINKSCAN_PROBE_DATASET")
+def test_a_packed_row_scores_each_example_as_its_own_row():
+    from training.configs import model_shape
+    from training.data import collate, pack
+    from training.model import ScannerModel
+
+    torch.manual_seed(0)
+    model = ScannerModel(model_shape("130m"), backend="mamba_ssm", device="cuda").eval()
+    examples = _examples([700, 1300, 517], seed=2)
+    packed = {k: v.cuda() for k, v in pack(examples, 4096, 512).items()}
+    with torch.no_grad():
+        together = model(packed["input_ids"], packed["positions"], packed["seq_idx"])[0]
+        alone = [model(b["input_ids"].cuda(), b["positions"].cuda())[0] for b in (collate([e]) for e in examples)]
+    n = sum(len(e.positions) for e in examples)
+    expected = torch.cat(alone)
+    assert torch.isfinite(together).all() and packed["mask"].sum() == n
+    torch.testing.assert_close(together[:n], expected, rtol=2e-3, atol=2e-3)  # fp32 weights, no autocast
+
+
+@needs_gpu
+def test_cuda_graph_replays_give_the_eager_gradients():
+    from training.configs import TrainConfig, model_shape
+    from training.data import pack, pack_units
+    from training.loop import TrainingModel, accumulate_gradients, graph_forward
+    from training.model import ScannerModel
+
+    config = TrainConfig(dataset="-", out="-", backend="mamba_ssm", device="cuda", micro_batch_tokens=4096,
+                         pack=True, cuda_graphs=True, match_loss_weight=1.0)
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    trained = TrainingModel(ScannerModel(model_shape("130m"), backend="mamba_ssm", device=device))
+    batches = [pack(_examples(lengths, seed), 4096, pack_units(4096), with_match=True)
+               for seed, lengths in enumerate([[1500, 2500], [4000], [900, 900, 900]])]
+    eager = accumulate_gradients(trained, batches, config, device)
+    expected = {n: p.grad.clone() for n, p in trained.named_parameters()}
+    trained.zero_grad(set_to_none=True)
+    graphed = graph_forward(trained, config, device, pack_units(4096))
+    replayed = accumulate_gradients(graphed, batches, config, device)
+    torch.testing.assert_close(replayed["loss"], eager["loss"], rtol=1e-2, atol=1e-3)
+    for name, parameter in trained.named_parameters():  # bf16 autocast: a few percent of each gradient's scale
+        scale = expected[name].abs().max().item() + 1e-12
+        assert (parameter.grad - expected[name]).abs().max().item() <= 0.05 * scale, name
+
+
+@needs_gpu
+def test_the_from_scratch_preset_learns_on_a_generated_dataset(tmp_path):
+    """Issue 15's target on held-out documents, in one run of the preset (about 5 minutes)."""
+    dataset = os.environ.get("LINKSCAN_LINK_DATASET")
     if not dataset:
-        pytest.skip("set LINKSCAN_PROBE_DATASET to a probe dataset version folder")
-    from training.configs import TrainConfig
+        pytest.skip("set LINKSCAN_LINK_DATASET to a version folder that `linkscan generate` made from the dev corpus")
+    from training.configs import TrainConfig, preset_values
     from training.loop import train
 
-    config = TrainConfig(
-        dataset=dataset, out=str(tmp_path / "run"), config="130m", model=os.environ.get("LINKSCAN_SCANNER_INIT"),
-        backend="mamba_ssm", device="cuda",
-        max_steps=int(os.environ.get("LINKSCAN_PROBE_STEPS", "150")), tokens_per_step=65536,
-        micro_batch_tokens=32768, max_seq_tokens=8192, lr=1e-3, min_lr=1e-4,
-        validate_every=50, checkpoint_every=1000, validation_examples=128, progress=False,
-    )
-    result = train(config)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    first = sum(r["loss"] for r in rows[:10]) / 10
-    last = sum(r["loss"] for r in rows[-10:]) / 10
-    final = result["last_metrics"]
-    print(json.dumps({"first_loss": first, "last_loss": last, **final}))
-    assert last < 0.8 * first
-    assert final["val_loss"] < 0.9 * final["val_constant_loss"]  # more than the base rate was learned
-    assert final["val_recall@5"] > 2 * final["val_random_recall@5"]
+    config = TrainConfig(dataset=dataset, out=str(tmp_path / "run"), progress=False, **preset_values("from-scratch"))
+    final = train(config)["last_metrics"]
+    print(json.dumps(final))
+    assert final["val_loss"] <= 0.9 * final["val_constant_loss"]  # more than the base rate was learned
+    assert final["val_recall@5"] >= 3 * final["val_random_recall@5"]

@@ -256,3 +256,110 @@ def test_train_into_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overw
     assert again.exit_code == 0, again.output
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["LATEST", "step-00000002"]
+
+
+def _state_spaces_folder(folder: Path, d_model: int = 64, n_layer: int = 2) -> dict[str, torch.Tensor]:
+    """A checkpoint folder laid out as state-spaces/mamba2-* on the hub: its config.json fields and
+    a pytorch_model.bin under MambaLMHeadModel's key names (tied lm_head), shapes written out here
+    from mamba_ssm's Mamba2 defaults (d_state 128, headdim 64, expand 2, ngroups 1, d_conv 4)."""
+    d_inner, d_state, nheads, vocab = 2 * d_model, 128, 2 * d_model // 64, 50288
+    generator = torch.Generator().manual_seed(5)
+    state = {"backbone.embedding.weight": torch.randn(vocab, d_model, generator=generator)}
+    for i in range(n_layer):
+        layer = f"backbone.layers.{i}."
+        state.update({
+            layer + "mixer.dt_bias": torch.randn(nheads, generator=generator),
+            layer + "mixer.A_log": torch.rand(nheads, generator=generator),
+            layer + "mixer.D": torch.ones(nheads),
+            layer + "mixer.in_proj.weight": torch.randn(2 * d_inner + 2 * d_state + nheads, d_model, generator=generator) * 0.02,
+            layer + "mixer.conv1d.weight": torch.randn(d_inner + 2 * d_state, 1, 4, generator=generator) * 0.1,
+            layer + "mixer.conv1d.bias": torch.zeros(d_inner + 2 * d_state),
+            layer + "mixer.norm.weight": torch.ones(d_inner),
+            layer + "mixer.out_proj.weight": torch.randn(d_model, d_inner, generator=generator) * 0.02,
+            layer + "norm.weight": torch.ones(d_model),
+        })
+    state["backbone.norm_f.weight"] = torch.ones(d_model)
+    state["lm_head.weight"] = state["backbone.embedding.weight"]  # tied, as the hub file stores it
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({
+        "d_model": d_model, "d_intermediate": 0, "n_layer": n_layer, "vocab_size": 50277, "ssm_cfg": {"layer": "Mamba2"},
+        "attn_layer_idx": [], "attn_cfg": {}, "rms_norm": True, "residual_in_fp32": True, "fused_add_norm": True,
+        "pad_vocab_size_multiple": 16, "tie_embeddings": True}))
+    torch.save(state, folder / "pytorch_model.bin")
+    return state
+
+
+def test_linkscan_train_starts_from_a_folder_in_the_hubs_state_spaces_layout(dataset_path, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from training.checkpoint import load_model
+
+    hub = _state_spaces_folder(tmp_path / "mamba2-tiny")
+    loaded = load_model(tmp_path / "mamba2-tiny", require_head=False).canonical_state_dict()
+    assert set(loaded) == (set(hub) - {"lm_head.weight"}) | {"binary_head.weight", "binary_head.bias"}
+    for key, value in hub.items():
+        if key != "lm_head.weight":
+            torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "--dataset", str(dataset_path), "--out", str(out), "--model", str(tmp_path / "mamba2-tiny"),
+        "--backend", "hf", "--device", "cpu", "--max-steps", "2", "--tokens-per-step", "1024",
+        "--micro-batch-tokens", "1024", "--precision", "fp32", "--checkpoint-every", "2"])
+    assert result.exit_code == 0, result.output
+    trained = load_model(out).canonical_state_dict()  # the scanner now has its head
+    assert not torch.equal(trained["backbone.layers.1.mixer.in_proj.weight"], hub["backbone.layers.1.mixer.in_proj.weight"])
+    assert trained["backbone.embedding.weight"].shape == hub["backbone.embedding.weight"].shape
+
+
+def test_the_match_objective_logs_its_loss_and_resumes_exactly_with_its_head(dataset_path, tmp_path):
+    from safetensors.torch import load_file
+
+    options = dict(match_loss_weight=1.0, max_steps=6, validate_every=6, checkpoint_every=3)
+    straight = train(_config(dataset_path, tmp_path / "straight", **options))
+    rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(0 < r["match_loss"] < 10 for r in rows)
+    saved = torch.load(tmp_path / "straight" / "checkpoints" / "step-00000003" / "optimizer.pt", weights_only=True)
+    assert set(saved["modules"]["match_head"]) == {"weight", "bias"}
+    assert not any(k.startswith("match_head") for k in load_file(
+        str(tmp_path / "straight" / "checkpoints" / "step-00000006" / "model.safetensors")))  # training-only
+    train(_config(dataset_path, tmp_path / "resumed", **options), stop_after=3)
+    resumed = train(_config(dataset_path, tmp_path / "resumed", **options), resume=True)
+    assert resumed["last_metrics"]["match_loss"] == pytest.approx(straight["last_metrics"]["match_loss"], rel=1e-5)
+    assert resumed["last_metrics"]["loss"] == pytest.approx(straight["last_metrics"]["loss"], rel=1e-5)
+
+
+def test_metrics_are_read_back_every_log_every_steps_yet_written_for_every_step(dataset_path, tmp_path):
+    train(_config(dataset_path, tmp_path / "run", max_steps=6, log_every=3, validate_every=100, checkpoint_every=100))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[0]["tokens_per_s"] == rows[2]["tokens_per_s"] != rows[3]["tokens_per_s"]  # one timing per window
+    assert len({r["loss"] for r in rows}) == 6  # but each step's own loss
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"pack": True}, "pack needs the mamba_ssm back end"),
+    ({"cuda_graphs": True}, "cuda_graphs needs one CUDA process and packed rows"),
+])
+def test_packing_and_cuda_graphs_are_refused_where_they_cannot_run(dataset_path, tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        train(_config(dataset_path, tmp_path / "run", **options))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_preset_sets_its_values_and_options_given_beside_it_win(dataset_path, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from training.configs import PRESETS
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--dataset", str(dataset_path), "--out", str(out), "--preset", "cpu-example",
+                                      "--max-steps", "2", "--checkpoint-every", "2"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "train_config.json").read_text())
+    assert (saved["max_steps"], saved["checkpoint_every"]) == (2, 2)
+    for key in ("config", "tokens_per_step", "micro_batch_tokens", "lr", "precision"):
+        assert saved[key] == PRESETS["cpu-example"][key]
+    unknown = CliRunner().invoke(app, ["train", "--dataset", str(dataset_path), "--out", str(tmp_path / "x"), "--preset", "fast"])
+    assert unknown.exit_code == 2 and "unknown preset 'fast'" in unknown.output

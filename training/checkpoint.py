@@ -151,13 +151,19 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: ScannerModel, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, trainer_state: dict) -> Path:
-    """Write a full checkpoint atomically (temporary folder, then rename) and point LATEST at it."""
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, trainer_state: dict,
+                    training_modules: dict[str, torch.nn.Module] | None = None) -> Path:
+    """Write a full checkpoint atomically (temporary folder, then rename) and point LATEST at it.
+
+    ``training_modules`` (training-only heads, never part of the exported scanner) go into
+    ``optimizer.pt`` beside the optimizer state, so a resumed run continues with them."""
     final = checkpoint_dir(run_dir, step)
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_weights(model, tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+    modules = {name: module.state_dict() for name, module in (training_modules or {}).items()}
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "modules": modules},
+               tmp / "optimizer.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=2) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -177,10 +183,16 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_training_state(folder: Path, model: ScannerModel, optimizer: torch.optim.Optimizer,
-                        scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict:
-    """Restore weights, optimizer and scheduler from a checkpoint; returns its trainer_state."""
+                        scheduler: torch.optim.lr_scheduler.LRScheduler,
+                        training_modules: dict[str, torch.nn.Module] | None = None) -> dict:
+    """Restore weights, optimizer, scheduler (and training-only modules) from a checkpoint; returns its trainer_state."""
     load_state_dict_strict(model, read_weights(folder), str(folder), require_head=True)
     states = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+    for name, module in (training_modules or {}).items():
+        if name not in states.get("modules", {}):
+            raise CheckpointError(f"{folder}/optimizer.pt: no state for the training module {name!r} "
+                                  "(written by a run with other settings; resume with the same ones)")
+        module.load_state_dict(states["modules"][name])
     optimizer.load_state_dict(states["optimizer"])
     scheduler.load_state_dict(states["scheduler"])
     return json.loads((folder / "trainer_state.json").read_text())

@@ -5,6 +5,12 @@ are fewer files than consumers, its own rows of every file), keeps a seeded shuf
 examples into length buckets and emits a batch when a bucket's token budget is full, so padding
 stays low. The stream repeats epochs forever, reshuffled per epoch; the loop stops by step count.
 
+With ``pack`` (the mamba_ssm back end), a micro-batch is instead one row of exactly
+``micro_batch_tokens`` tokens holding several examples end to end, with ``seq_idx`` telling the
+kernels where each starts (the SSM and convolution state restart there, so it computes what
+separate rows would): no padding between lengths, and one fixed shape for every micro-batch,
+which CUDA graphs need.
+
 The stream is a pure function of (files, seed, consumer), so a resumed run reproduces the data
 position exactly by skipping the micro-batches it already consumed (without building tensors).
 """
@@ -28,10 +34,34 @@ class Example:
     input_ids: list[int]  # question_ids + token_ids
     positions: list[int]  # label positions: len(question_ids) + sentence_ends[i]
     labels: list[float]  # 1.0 on positives, 0.0 elsewhere
+    question_length: int = 0  # len(question_ids): the chunk starts here
 
     @property
     def n_tokens(self) -> int:
         return len(self.input_ids)
+
+    def match_labels(self, max_unit_share: float = 0.25) -> list[float]:
+        """One label per chunk token for the training-only match objective: 1.0 where the token is
+        a *telling* question token, one that an evidence unit contains and at most
+        ``max_unit_share`` of the chunk's units contain (so not "the", nor a template word), else 0.
+
+        These are the tokens that make the positives positive; predicting them at every position
+        teaches the one skill the unit labels need (is this token in the question?) with a label
+        per token instead of a few per example.
+        """
+        start = self.question_length
+        units, begin = [], start
+        for end in self.positions:
+            units.append(set(self.input_ids[begin:end + 1]))
+            begin = end + 1
+        unit_count: dict[int, int] = {}
+        for unit in units:
+            for token in unit:
+                unit_count[token] = unit_count.get(token, 0) + 1
+        in_evidence = set().union(*(units[i] for i, label in enumerate(self.labels) if label > 0.5))
+        limit = max(1.0, max_unit_share * len(units))
+        telling = {t for t in self.input_ids[:start] if t in in_evidence and unit_count.get(t, 0) <= limit}
+        return [1.0 if token in telling else 0.0 for token in self.input_ids[start:]]
 
 
 def examples_from_batch(batch) -> Iterator[Example]:
@@ -43,11 +73,12 @@ def examples_from_batch(batch) -> Iterator[Example]:
         labels = [0.0] * len(ends)
         for index in positives:
             labels[index] = 1.0
-        yield Example(question + tokens, [offset + e for e in ends], labels)
+        yield Example(question + tokens, [offset + e for e in ends], labels, offset)
 
 
-def collate(examples: Sequence[Example]) -> dict[str, torch.Tensor]:
-    """Right-padded tensors: input_ids (B, L), positions/labels/mask (B, P), and the real token count."""
+def collate(examples: Sequence[Example], with_match: bool = False) -> dict[str, torch.Tensor]:
+    """Right-padded tensors: input_ids (B, L), positions/labels/mask (B, P), and the real token count;
+    ``with_match`` adds match_labels/match_mask (B, L) for the chunk tokens (``Example.match_labels``)."""
     length = max(e.n_tokens for e in examples)
     units = max(len(e.positions) for e in examples)
     input_ids = torch.full((len(examples), length), PAD_ID, dtype=torch.long)
@@ -60,13 +91,57 @@ def collate(examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         positions[row, :n] = torch.tensor(example.positions)
         labels[row, :n] = torch.tensor(example.labels)
         mask[row, :n] = True
-    return {
+    batch = {
         "input_ids": input_ids,
         "positions": positions,
         "labels": labels,
         "mask": mask,
         "n_tokens": torch.tensor(sum(e.n_tokens for e in examples)),
     }
+    if with_match:
+        batch["match_labels"] = torch.zeros((len(examples), length), dtype=torch.float32)
+        batch["match_mask"] = torch.zeros((len(examples), length), dtype=torch.bool)
+        for row, example in enumerate(examples):
+            batch["match_labels"][row, example.question_length:example.n_tokens] = torch.tensor(example.match_labels())
+            batch["match_mask"][row, example.question_length:example.n_tokens] = True
+    return batch
+
+
+def pack(examples: Sequence[Example], length: int, units: int, with_match: bool = False) -> dict[str, torch.Tensor]:
+    """One row of exactly ``length`` tokens holding ``examples`` end to end (then padding), and
+    ``units`` label slots; ``seq_idx`` (1, length) numbers the examples (the padding is one more),
+    so mamba_ssm restarts its state at each example. Positions are offsets into the row."""
+    input_ids = torch.full((1, length), PAD_ID, dtype=torch.long)
+    seq_idx = torch.full((1, length), len(examples), dtype=torch.int32)
+    positions = torch.zeros((1, units), dtype=torch.long)
+    labels = torch.zeros((1, units), dtype=torch.float32)
+    mask = torch.zeros((1, units), dtype=torch.bool)
+    match_labels = torch.zeros((1, length), dtype=torch.float32)
+    match_mask = torch.zeros((1, length), dtype=torch.bool)
+    start, slot = 0, 0
+    for index, example in enumerate(examples):
+        end, n = start + example.n_tokens, len(example.positions)
+        if end > length or slot + n > units:
+            raise ValueError(f"pack: {len(examples)} examples do not fit {length} tokens and {units} units")
+        input_ids[0, start:end] = torch.tensor(example.input_ids)
+        seq_idx[0, start:end] = index
+        positions[0, slot:slot + n] = torch.tensor(example.positions) + start
+        labels[0, slot:slot + n] = torch.tensor(example.labels)
+        mask[0, slot:slot + n] = True
+        if with_match:
+            match_labels[0, start + example.question_length:end] = torch.tensor(example.match_labels())
+            match_mask[0, start + example.question_length:end] = True
+        start, slot = end, slot + n
+    batch = {"input_ids": input_ids, "seq_idx": seq_idx, "positions": positions, "labels": labels, "mask": mask,
+             "n_tokens": torch.tensor(start)}
+    if with_match:
+        batch.update(match_labels=match_labels, match_mask=match_mask)
+    return batch
+
+
+def pack_units(micro_batch_tokens: int) -> int:
+    """Label slots of a packed row: one per 8 tokens (retrieval units are at least 20 tokens long)."""
+    return max(1, micro_batch_tokens // 8)
 
 
 def bucket_of(n_tokens: int, buckets: Sequence[int]) -> int | None:
@@ -98,6 +173,8 @@ class ExampleStream(torch.utils.data.IterableDataset):
         world_size: int = 1,
         skip_micro_batches: int = 0,
         skip_documents: frozenset[str] = frozenset(),
+        pack: bool = False,
+        with_match: bool = False,
     ) -> None:
         if not files:
             raise ValueError("no examples shards to train on (the dataset's data/train-*.parquet list is empty)")
@@ -110,6 +187,8 @@ class ExampleStream(torch.utils.data.IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.skip_micro_batches = skip_micro_batches
+        self.pack = pack
+        self.with_match = with_match
 
     def _consumer(self) -> tuple[int, int, int, int]:
         """(consumer index, number of consumers, dataloader workers, this worker's logical index).
@@ -181,14 +260,55 @@ class ExampleStream(torch.utils.data.IterableDataset):
                 )
             epoch += 1
 
+    def _packed_rows(self, consumer: int, consumers: int) -> Iterator[list[Example]]:
+        """Examples in stream order, as many per row as fit ``micro_batch_tokens`` tokens and the row's label slots."""
+        units = pack_units(self.micro_batch_tokens)
+        epoch = 0
+        while True:
+            row: list[Example] = []
+            tokens = slots = produced = 0
+            for example in self._examples(consumer, consumers, epoch):
+                if example.n_tokens > self.micro_batch_tokens or len(example.positions) > units:
+                    continue  # too long for a row: counted by count_too_long
+                if row and (tokens + example.n_tokens > self.micro_batch_tokens or slots + len(example.positions) > units):
+                    yield row
+                    produced += 1
+                    row, tokens, slots = [], 0, 0
+                row.append(example)
+                tokens, slots = tokens + example.n_tokens, slots + len(example.positions)
+            if row:
+                yield row
+                produced += 1
+            if produced == 0:
+                raise ValueError(
+                    f"consumer {consumer} of {consumers} got no trainable example from {len(self.files)} shard(s): "
+                    f"all are longer than a packed row ({self.micro_batch_tokens} tokens); raise micro_batch_tokens"
+                )
+            epoch += 1
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         consumer, consumers, workers, logical = self._consumer()
         # of the first `skip_micro_batches` batches, this logical worker made those with index % workers == logical
         skip = (self.skip_micro_batches - logical + workers - 1) // workers if self.skip_micro_batches > logical else 0
-        for index, examples in enumerate(self._batches(consumer, consumers)):
+        groups = self._packed_rows(consumer, consumers) if self.pack else self._batches(consumer, consumers)
+        for index, examples in enumerate(groups):
             if index < skip:
                 continue
-            yield collate(examples)
+            if self.pack:
+                yield pack(examples, self.micro_batch_tokens, pack_units(self.micro_batch_tokens), self.with_match)
+            else:
+                yield collate(examples, self.with_match)
+
+
+def consumer_rows(shard_rows: Sequence[int], consumers: int) -> list[int]:
+    """Examples each of ``consumers`` reads per epoch, for shards of ``shard_rows`` rows (in stream
+    order). Every consumer yields micro-batches at the same rate (DDP ranks step together; the
+    DataLoader takes its workers' batches in turn), so a consumer with fewer rows repeats its
+    examples more often: uneven shares oversample the small shards."""
+    if len(shard_rows) >= consumers:
+        return [sum(shard_rows[c::consumers]) for c in range(consumers)]
+    total = sum(shard_rows)  # fewer files than consumers: rows are dealt out one by one
+    return [total // consumers + (1 if c < total % consumers else 0) for c in range(consumers)]
 
 
 def count_too_long(files: Sequence[Path], max_tokens: int, documents: "DocumentFilter | None" = None) -> int:
@@ -205,9 +325,13 @@ def count_too_long(files: Sequence[Path], max_tokens: int, documents: "DocumentF
     return count
 
 
-def make_loader(stream: ExampleStream, num_workers: int = 0) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
-                                       persistent_workers=num_workers > 0)
+def make_loader(stream: ExampleStream, num_workers: int = 0, pin_memory: bool = False,
+                prefetch_factor: int = 4) -> torch.utils.data.DataLoader:
+    """Micro-batches built in ``num_workers`` processes (0: in this one), each keeping
+    ``prefetch_factor`` ready; ``pin_memory`` for asynchronous copies to a GPU."""
+    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                                       persistent_workers=num_workers > 0,
+                                       prefetch_factor=prefetch_factor if num_workers > 0 else None)
 
 
 @dataclass(frozen=True)

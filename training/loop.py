@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from training.checkpoint import latest_checkpoint, load_model, load_training_state, save_checkpoint
 from training.configs import TrainConfig, model_shape
 from training.data import (
-    ExampleStream, collate, count_too_long, make_loader, recall_at_k, split_dataset, validation_examples,
+    ExampleStream, collate, consumer_rows, count_too_long, make_loader, pack_units, recall_at_k, split_dataset,
+    validation_examples,
 )
 from training.model import ScannerModel
 
@@ -61,6 +62,38 @@ def build_model(config: TrainConfig, device: torch.device) -> ScannerModel:
     return ScannerModel(model_shape(config.config), backend=config.backend, device=device).train()
 
 
+class TrainingModel(torch.nn.Module):
+    """What the optimizer trains: the scanner and, with ``match_loss_weight`` > 0, a training-only
+    ``match_head`` (``Linear(d_model, 1)`` at every token) for the match objective
+    (``Example.match_labels``). Only the scanner is exported; the match head is kept in
+    ``optimizer.pt`` so that a resumed run continues with it.
+
+    ``forward`` returns the unit logits (batch, n_positions) and the match logits (batch, length).
+    """
+
+    def __init__(self, scanner: ScannerModel) -> None:
+        super().__init__()
+        self.scanner = scanner
+        self.match_head = torch.nn.Linear(scanner.shape.d_model, 1, device=scanner.binary_head.weight.device)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
+                seq_idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.scanner.hidden_states(input_ids, seq_idx)
+        return self.scanner.head(hidden, positions), self.match_head(hidden).squeeze(-1).float()
+
+
+def graph_forward(model: torch.nn.Module, config: TrainConfig, device: torch.device, units: int) -> torch.nn.Module:
+    """``model`` with its forward and backward captured as CUDA graphs for packed rows of
+    ``micro_batch_tokens`` (one fixed shape), replayed at every micro-batch: one launch instead of
+    thousands of small kernel launches, which bound the step time of small models."""
+    length = config.micro_batch_tokens
+    sample = (torch.zeros((1, length), dtype=torch.long, device=device),
+              torch.zeros((1, units), dtype=torch.long, device=device),
+              torch.zeros((1, length), dtype=torch.int32, device=device))
+    with autocast(config, device):
+        return torch.cuda.make_graphed_callables(model, sample, allow_unused_input=True)
+
+
 def configure_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices (dim >= 2) only, not on norms, biases, A_log, D, dt_bias."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
@@ -82,7 +115,8 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 
 def autocast(config: TrainConfig, device: torch.device):
     if config.precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        # no weight-cast cache: CUDA graphs refuse it, and each weight is cast once per forward anyway
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=not config.cuda_graphs)
     return nullcontext()
 
 
@@ -90,45 +124,71 @@ def accumulate_gradients(model: torch.nn.Module, micro_batches: list[dict], conf
                          device: torch.device) -> dict:
     """Forward/backward over one rank's micro-batches of one optimizer step (loss scaled by 1/len).
 
-    Under DDP, gradients are all-reduced (averaged over ranks) on the last micro-batch only.
+    ``model`` returns unit logits, or (unit logits, match logits) (``TrainingModel``); the match
+    loss is then added with weight ``match_loss_weight``. Under DDP, gradients are all-reduced
+    (averaged over ranks) on the last micro-batch only. Nothing here waits for the GPU: the loss
+    and pos_weight come back as device tensors, and ``tokens`` is counted on the host.
     """
     steps = len(micro_batches)
     is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
-    total_loss, tokens, weights = 0.0, 0, 0.0
+    total_loss = torch.zeros((), device=device)
+    total_match = torch.zeros((), device=device)
+    weights = torch.zeros((), device=device)
+    tokens = 0
     for index, batch in enumerate(micro_batches):
         local_only = is_ddp and index < steps - 1
+        inputs = {name: value.to(device, non_blocking=True) for name, value in batch.items() if name != "n_tokens"}
         with model.no_sync() if local_only else nullcontext():
             with autocast(config, device):
-                logits = model(batch["input_ids"].to(device, non_blocking=True),
-                               batch["positions"].to(device, non_blocking=True))
-            loss, pos_weight = masked_bce(logits, batch["labels"].to(device, non_blocking=True),
-                                          batch["mask"].to(device, non_blocking=True))
-            (loss / steps).backward()
+                output = model(inputs["input_ids"], inputs["positions"], inputs.get("seq_idx"))
+            logits, match_logits = output if isinstance(output, tuple) else (output, None)
+            loss, pos_weight = masked_bce(logits, inputs["labels"], inputs["mask"])
+            objective = loss
+            if match_logits is not None:
+                match_loss, _ = masked_bce(match_logits, inputs["match_labels"], inputs["match_mask"])
+                objective = loss + config.match_loss_weight * match_loss
+                total_match = total_match + match_loss.detach() / steps
+            (objective / steps).backward()
         total_loss = total_loss + loss.detach() / steps
         weights = weights + pos_weight / steps
         tokens += int(batch["n_tokens"])
-    return {"loss": float(total_loss), "tokens": tokens, "pos_weight": float(weights)}
+    return {"loss": total_loss, "match_loss": total_match, "tokens": tokens, "pos_weight": weights}
 
 
 @torch.no_grad()
 def validate(model: ScannerModel, examples: list, config: TrainConfig, device: torch.device) -> dict:
     """Held-out loss and recall@k of the positives, with what a model blind to the input gets beside
-    them: the best constant's loss and the random ranking's expected recall."""
+    them: the best constant's loss and the random ranking's expected recall.
+
+    Examples go through in padded batches of similar length (at most ``micro_batch_tokens``), each
+    scored per example as before; one copy to the host per batch."""
     was_training = model.training
     model.eval()
     losses, constant_losses = [], []
     recalls, random_recalls = {k: [] for k in config.recall_k}, {k: [] for k in config.recall_k}
-    for example in examples:
-        batch = collate([example])
+    order = sorted(examples, key=lambda e: e.n_tokens)
+    groups, group = [], []
+    for example in order:
+        if group and (len(group) + 1) * example.n_tokens > config.micro_batch_tokens:
+            groups.append(group)
+            group = []
+        group.append(example)
+    if group:
+        groups.append(group)
+    for group in groups:
+        batch = collate(group)
         with autocast(config, device):
             logits = model(batch["input_ids"].to(device), batch["positions"].to(device))
-        loss, _ = masked_bce(logits, batch["labels"].to(device), batch["mask"].to(device))
-        losses.append(float(loss))
-        constant_losses.append(constant_bce(batch["labels"], batch["mask"]))
-        scores, labels = logits[0].float().cpu().numpy(), np.asarray(example.labels)
-        for k in config.recall_k:
-            recalls[k].append(recall_at_k(scores, labels, k))
-            random_recalls[k].append(min(1.0, k / len(labels)))
+        labels, mask = batch["labels"].to(device), batch["mask"].to(device)
+        row_losses = torch.stack([masked_bce(logits[r:r + 1], labels[r:r + 1], mask[r:r + 1])[0] for r in range(len(group))])
+        losses.extend(row_losses.tolist())
+        scores = logits.float().cpu().numpy()
+        for row, example in enumerate(group):
+            n = len(example.labels)
+            constant_losses.append(constant_bce(batch["labels"][row:row + 1, :n], batch["mask"][row:row + 1, :n]))
+            for k in config.recall_k:
+                recalls[k].append(recall_at_k(scores[row, :n], np.asarray(example.labels), k))
+                random_recalls[k].append(min(1.0, k / n))
     model.train(was_training)
     metrics = {"val_loss": float(np.mean(losses)) if losses else float("nan"),
                "val_constant_loss": float(np.nanmean(constant_losses)) if examples else float("nan"),
@@ -197,6 +257,10 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
     distributed = world_size > 1
     if distributed and not torch.distributed.is_initialized():
         raise RuntimeError("world_size > 1 needs torch.distributed initialised first (run under torchrun)")
+    if config.pack and config.backend != "mamba_ssm":
+        raise ValueError("pack needs the mamba_ssm back end (its kernels restart the state at each packed example)")
+    if config.cuda_graphs and (device.type != "cuda" or not config.pack or distributed):
+        raise ValueError("cuda_graphs needs one CUDA process and packed rows (pack), which give every micro-batch one shape")
 
     # -- data ---------------------------------------------------------------------------------
     dataset = open_training_data(config)
@@ -204,6 +268,8 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
                           config.validation_fraction)
     train_files, val_files = split.train_files, split.validation_files
     max_tokens = min(config.max_seq_tokens, max(config.length_buckets))
+    if config.pack:
+        max_tokens = min(max_tokens, config.micro_batch_tokens)  # one example never spans two rows
     buckets = [b for b in config.length_buckets if b < max_tokens] + [max_tokens]
     accum = max(1, config.tokens_per_step // (config.micro_batch_tokens * world_size))
     held_out = (validation_examples(val_files, config.validation_examples, max_tokens, split.validation_filter())
@@ -213,12 +279,14 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
 
     # -- model, optimizer, schedule, resume ---------------------------------------------------
     model = build_model(config, device)
-    optimizer = configure_optimizer(model, config, device)
+    trained = TrainingModel(model) if config.match_loss_weight > 0 else model
+    training_modules = {"match_head": trained.match_head} if trained is not model else {}
+    optimizer = configure_optimizer(trained, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     step, micro_batches_done = 0, 0
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
-        state = load_training_state(checkpoint, model, optimizer, scheduler)
+        state = load_training_state(checkpoint, model, optimizer, scheduler, training_modules)
         step, micro_batches_done = state["step"], state["data"]["micro_batches_per_rank"]
         if state["data"]["world_size"] != world_size:
             log.warning("%s: written by %d process(es), resumed by %d: the data order differs from an uninterrupted run",
@@ -226,16 +294,25 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
-    ddp_model = model
+    forward = trained
     if distributed:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        forward = torch.nn.parallel.DistributedDataParallel(
+            trained, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.cuda_graphs:
+        forward = graph_forward(trained, config, device, pack_units(config.micro_batch_tokens))
 
     stream = ExampleStream(train_files, micro_batch_tokens=config.micro_batch_tokens, buckets=buckets,
                            seed=config.seed, shuffle_buffer=config.shuffle_buffer, rank=rank,
                            world_size=world_size, skip_micro_batches=micro_batches_done,
-                           skip_documents=split.held_out or frozenset())
-    batches = iter(make_loader(stream, num_workers=config.num_workers))
+                           skip_documents=split.held_out or frozenset(), pack=config.pack,
+                           with_match=config.match_loss_weight > 0)
+    batches = iter(make_loader(stream, num_workers=config.num_workers, pin_memory=device.type == "cuda"))
+    rows_of = {dataset.path / shard["file"]: shard["rows"] for shard in dataset.manifest["shards"]}
+    shares = consumer_rows([rows_of.get(path, 0) for path in train_files], world_size * max(1, config.num_workers))
+    if is_main and max(shares) > 2 * max(1, min(shares)):
+        log.warning("the %d training shards split unevenly over %d data consumers (ranks x workers): %s examples each; "
+                    "the smaller shares repeat their examples more often (fewer workers, or shards of equal size, "
+                    "avoid it)", len(train_files), len(shares), shares)
 
     summary = {
         "dataset": str(dataset.path), "train_shards": len(train_files), "validation": split.how,
@@ -254,43 +331,58 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
         progress = tqdm(total=config.max_steps, initial=step, desc="train", unit="step", mininterval=2.0)
 
     # -- the loop -----------------------------------------------------------------------------
+    # The GPU is waited for only every `log_every` steps (and before validation and checkpoints):
+    # the steps in between queue up, and their numbers are read back together.
     metrics: dict = {}
     last_checkpoint = checkpoint
+    pending: list[dict] = []  # steps since the last log, with device tensors
+    window_started = time.perf_counter()
     while step < config.max_steps:
-        started = time.perf_counter()
         micro = [next(batches) for _ in range(accum)]
-        result = accumulate_gradients(ddp_model, micro, config, device)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        result = accumulate_gradients(forward, micro, config, device)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trained.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         micro_batches_done += accum
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - started
-        metrics = {
-            "step": step, "loss": result["loss"], "lr": scheduler.get_last_lr()[0],
-            "grad_norm": float(grad_norm), "pos_weight": result["pos_weight"],
-            "tokens": result["tokens"] * world_size,  # approximate: other ranks' counts are similar
-            "tokens_per_s": result["tokens"] * world_size / elapsed, "seconds": elapsed,
-        }
-        if is_main and held_out and (step % config.validate_every == 0 or step == config.max_steps):
+        pending.append({"step": step, "loss": result["loss"], "match_loss": result["match_loss"],
+                        "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm, "pos_weight": result["pos_weight"],
+                        "tokens": result["tokens"] * world_size})  # approximate: other ranks' counts are similar
+        validate_now = is_main and held_out and (step % config.validate_every == 0 or step == config.max_steps)
+        checkpoint_now = step % config.checkpoint_every == 0 or step == config.max_steps or step == stop_after
+        if not (step % config.log_every == 0 or validate_now or checkpoint_now):
+            continue
+        # -- read back the steps since the last log (one synchronisation) --------------------------
+        values = torch.stack([torch.stack([r["loss"], r["match_loss"], r["grad_norm"].float(), r["pos_weight"]])
+                              for r in pending]).tolist()
+        elapsed = time.perf_counter() - window_started
+        tokens_per_s = sum(r["tokens"] for r in pending) / elapsed
+        rows = []
+        for row, (loss, match_loss, norm, pos_weight) in zip(pending, values):
+            rows.append({"step": row["step"], "loss": loss, "lr": row["lr"], "grad_norm": norm, "pos_weight": pos_weight,
+                         "tokens": row["tokens"], "tokens_per_s": tokens_per_s, "seconds": elapsed / len(pending),
+                         **({"match_loss": match_loss} if trained is not model else {})})
+        pending = []
+        metrics = rows[-1]
+        if validate_now:
+            validation_started = time.perf_counter()
             metrics.update(validate(model, held_out, config, device))
-        if step % config.checkpoint_every == 0 or step == config.max_steps or step == stop_after:
+            metrics["val_seconds"] = time.perf_counter() - validation_started
+        if checkpoint_now:
             if is_main:
                 trainer_state = {"data": {"micro_batches_per_rank": micro_batches_done, "world_size": world_size},
                                  "metrics": metrics, "config": config.model_dump(mode="json")}
-                last_checkpoint = save_checkpoint(out, step, model, optimizer, scheduler, trainer_state)
+                last_checkpoint = save_checkpoint(out, step, model, optimizer, scheduler, trainer_state, training_modules)
             if distributed:
                 torch.distributed.barrier()
         if is_main:
-            if step % config.log_every == 0 or "val_loss" in metrics:
-                metrics_file.write(json.dumps(metrics) + "\n")
-                metrics_file.flush()
+            metrics_file.write("".join(json.dumps(r) + "\n" for r in rows))
+            metrics_file.flush()
             if progress is not None:
-                progress.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
-                progress.update(1)
+                progress.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{tokens_per_s:.0f}")
+                progress.update(len(rows))
+        window_started = time.perf_counter()  # validation and checkpoints are not training time
         if stop_after is not None and step >= stop_after:
             break
     if progress is not None:

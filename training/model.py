@@ -133,21 +133,32 @@ class ScannerModel(nn.Module):
     def norm_f(self) -> nn.Module:
         return self.backbone.norm_f
 
-    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Final normed hidden states (batch, length, d_model) from the back end's own forward."""
+    def hidden_states(self, input_ids: torch.Tensor, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Final normed hidden states (batch, length, d_model) from the back end's own forward.
+
+        ``seq_idx`` (batch, length, int32) marks packed examples: the state restarts where it changes
+        (mamba_ssm only; the transformers back end has no such input).
+        """
         if self.backend == "hf":
+            if seq_idx is not None:
+                raise ValueError("packed rows (seq_idx) need the mamba_ssm back end; the hf back end takes padded rows")
             return self.backbone(input_ids=input_ids).last_hidden_state
+        if seq_idx is not None:
+            return self.backbone(input_ids, seq_idx=seq_idx)
         return self.backbone(input_ids)
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def head(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, n_positions) of the binary head on ``hidden`` at ``positions``."""
+        index = positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+        picked = torch.gather(hidden, 1, index)
+        return self.binary_head(picked.to(self.binary_head.weight.dtype)).squeeze(-1).float()
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, seq_idx: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (batch, n_positions) at ``positions`` (batch, n_positions) of ``input_ids`` (batch, length).
 
         Padded positions may hold any valid index (0 is customary); the caller masks them.
         """
-        hidden = self.hidden_states(input_ids)
-        index = positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-        picked = torch.gather(hidden, 1, index)
-        return self.binary_head(picked.to(self.binary_head.weight.dtype)).squeeze(-1).float()
+        return self.head(self.hidden_states(input_ids, seq_idx), positions)
 
     @torch.no_grad()
     def score(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
