@@ -10,22 +10,22 @@ It writes:
   This fits one call's transfer limit, so a single call can install and run.
 - ``.gpu/whl/``: pydantic and its dependencies for Python 3.12 (the GPU machine lacks them;
   ``training.configs`` uses pydantic).
-- ``.gpu/probe/``: a lexical probe dataset (``training.probe_data``) from the dev corpus, for the
-  GPU learning test (``LINKSCAN_PROBE_DATASET``) and training benchmarks.
+
+Training data for the GPU tests and benchmarks is a version ``linkscan generate`` made from the dev
+corpus, staged beside the bundle by ``benchmarks/gpu_stage_dataset.py <version folder>`` (into
+``.gpu/data``, examples shards only).
 
 On the GPU machine (one call, ``carry=[".gpu"]``)::
 
     mkdir -p /tmp/site && tar -xJf .gpu/mamba_bundle.tar.xz -C /tmp/site \\
       && python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl \\
       && export PYTHONPATH=/tmp/site:$PWD \\
-      && LINKSCAN_PROBE_DATASET=$(ls -d $PWD/.gpu/probe/datasets/probe/*/) python3 -m pytest -m gpu -p no:cacheprovider \\
+      && LINKSCAN_LINK_DATASET=$(ls -d $PWD/.gpu/data/datasets/dev/*/) python3 -m pytest -m gpu -p no:cacheprovider \\
            tests/test_scanning_gpu.py tests/test_training_gpu.py
 """
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import subprocess
 import sys
 import tarfile
@@ -79,34 +79,16 @@ def download_pydantic(out: Path) -> Path:
     return folder
 
 
-def build_probe(out: Path, n_examples: int, tokenizer_path: Path, corpus: Path) -> Path:
-    sys.path.insert(0, str(REPO))
-    from pipeline.tokenize import load_tokenizer
-    from training.probe_data import probe_examples, write_probe_dataset
-
-    texts = []
-    for name in ("gutenberg", "scotus", "rfc"):
-        with gzip.open(corpus / f"{name}.jsonl.gz", "rt", encoding="utf-8") as handle:
-            texts += [json.loads(line)["text"] for line in handle]
-    examples = probe_examples(texts, load_tokenizer(str(tokenizer_path)), n_examples=n_examples)
-    return write_probe_dataset(out / "probe", "probe", examples, num_shards=8)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / ".gpu")
-    parser.add_argument("--probe-examples", type=int, default=2000)
-    parser.add_argument("--tokenizer", type=Path, default=REPO.parent / "shared/tokenizers/gpt-neox-20b/tokenizer.json")
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared/corpora/dev")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["bundle", "wheels", "probe"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["bundle", "wheels"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if "bundle" not in args.skip:
         print("bundle", build_bundle(args.out))
     if "wheels" not in args.skip:
         print("wheels", download_pydantic(args.out))
-    if "probe" not in args.skip:
-        print("probe", build_probe(args.out, args.probe_examples, args.tokenizer, args.corpus))
     total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"{args.out}: {total / 2**20:.1f} MiB (one device call carries at most 64 MiB)")
 

@@ -11,7 +11,7 @@ import pytest
 from training.data import (
     ExampleStream, bucket_of, count_too_long, examples_from_batch, recall_at_k, split_files, validation_examples,
 )
-from training.probe_data import probe_examples, write_probe_dataset
+from tests.probe_data import probe_examples, write_probe_dataset
 
 
 @pytest.fixture(scope="module")

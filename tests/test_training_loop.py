@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from training.configs import TrainConfig, model_shape
 from training.loop import accumulate_gradients, configure_optimizer, constant_bce, lr_factor, masked_bce, train
 from training.model import ScannerModel
-from training.probe_data import probe_examples, write_probe_dataset
+from tests.probe_data import probe_examples, write_probe_dataset
 
 
 @pytest.fixture(scope="module")

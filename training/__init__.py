@@ -6,5 +6,4 @@
 - ``checkpoint``: strict loading (hub id or folder; paper, state-spaces, own formats), saving, resume.
 - ``data``: examples shards -> shuffled, length-bucketed, token-budget micro-batches per rank/worker.
 - ``loop``: ``train(config, rank, world_size)``, the training loop read top to bottom.
-- ``probe_data``: a lexical probe dataset from real text for tests and benchmarks.
 """
