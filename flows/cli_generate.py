@@ -11,28 +11,35 @@ from typing import List, Optional
 
 import typer
 
+from generators.config import GenerateConfig
+
+
+_DEFAULTS = GenerateConfig()  # what an option left out means (shown in --help)
+
 
 def generate(
-    paths: Optional[List[str]] = typer.Argument(None, help="More input paths (so `--corpus a b c` works).", show_default=False),
-    corpus: Optional[List[str]] = typer.Option(None, "--corpus", help="Input files, folders or globs (text, Markdown, HTML, JSONL, Parquet); `--corpus a b` or `--corpus a --corpus b`."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data folder (default: $LINKSCAN_DATA, else ./data)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Dataset name (a folder under <data>/datasets)."),
-    method: Optional[str] = typer.Option(None, "--method", help="link (the paper's), chunk or pair (ablations)."),
-    generator: Optional[str] = typer.Option(None, "--generator", help="offline (no LLM) or llm."),
-    chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", min=8, help="Tokens per chunk (the paper uses 2000, 5000, 10000)."),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer hub id or local tokenizer.json / folder."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice."),
-    num_shards: Optional[int] = typer.Option(None, "--num-shards", min=1, help="Shards per artifact, cut over the corpus content (JSONL at line starts, Parquet at row groups); fewer when it cannot be cut so finely."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same settings; options given here override it."),
-    llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint (with --generator llm)."),
-    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="Model name on that endpoint (with --generator llm)."),
+    paths: Optional[List[str]] = typer.Argument(None, hidden=True, help="More input paths (so `--corpus a b c` works)."),
+    corpus: Optional[List[str]] = typer.Option(None, "--corpus", metavar="PATH", help="Input files, folders or globs (text, Markdown, HTML, JSONL, Parquet); `--corpus a b` or `--corpus a --corpus b`."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="DIR", help="Data folder.", show_default="$LINKSCAN_DATA, else ./data"),
+    name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="Dataset name (a folder under <data>/datasets).", show_default=_DEFAULTS.name),
+    method: Optional[str] = typer.Option(None, "--method", metavar="link|chunk|pair", help="link (the paper's), chunk or pair (ablations).", show_default=_DEFAULTS.method),
+    generator: Optional[str] = typer.Option(None, "--generator", metavar="offline|llm", help="offline (no LLM) or llm.", show_default=_DEFAULTS.generator),
+    chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", min=8, help="Tokens per chunk (the paper uses 2000, 5000, 10000).", show_default=str(_DEFAULTS.corpus_config.chunk_tokens)),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", metavar="ID_OR_PATH", help="Tokenizer hub id or local tokenizer.json / folder.", show_default=_DEFAULTS.corpus_config.tokenizer),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Seed of every random choice.", show_default=str(_DEFAULTS.seed)),
+    num_shards: Optional[int] = typer.Option(None, "--num-shards", metavar="N", min=1, help="Shards per artifact, cut over the corpus content (JSONL at line starts, Parquet at row groups); fewer when it cannot be cut so finely.", show_default=str(_DEFAULTS.num_shards)),
+    config_file: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="YAML file with the same settings, or a version's dataset.json; options given here override it."),
+    llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url", metavar="URL", help="OpenAI-compatible endpoint (with --generator llm)."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", metavar="NAME", help="Model name on that endpoint (with --generator llm)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Publish even when chunks still wait for the LLM (a separate version, marked complete: false; not trained on by default)."),
     repair: bool = typer.Option(False, "--repair", help="Rebuild the damaged shards of this (published) version in place, byte for byte."),
 ) -> None:
     """Generate a training dataset from a corpus and publish it; prints the version id and its path.
 
-    Exit codes: 0 done; 1 nothing published (the line says why); 2 bad input or settings; 75 chunks
-    wait for the LLM (rerun later); 130/143 interrupted (rerun to resume).
+    \b
+    Exit codes: 0 done; 1 nothing published (the line says why); 2 bad input or
+    settings; 75 chunks wait for the LLM (rerun later); 130/143 interrupted (rerun
+    to resume).
     """
     import logging
 

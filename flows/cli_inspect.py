@@ -15,19 +15,21 @@ def inspect(
     sample: int = typer.Option(3, "--sample", min=0, help="How many examples to render."),
     full: bool = typer.Option(False, "--full", help="Render every unit of each sample, not only those near the positives."),
     verify: bool = typer.Option(False, "--verify", help="Check every shard's sha256 against the manifest, then every row."),
+    path_only: bool = typer.Option(False, "--path", help="Print only the version folder (LATEST for a dataset), e.g. for DuckDB."),
 ) -> None:
     """Show what a generated dataset holds."""
     from pipeline.store import StoreError
     from schemas import SchemaError
 
     try:
-        _show(dataset, data, as_json, sample, full, verify)
+        _show(dataset, data, as_json, sample, full, verify, path_only)
     except (StoreError, SchemaError) as error:  # a damaged or unreadable shard names its file
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
 
 
-def _show(dataset: str, data: Optional[Path], as_json: bool, sample: int, full: bool, verify: bool) -> None:
+def _show(dataset: str, data: Optional[Path], as_json: bool, sample: int, full: bool, verify: bool,
+          path_only: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -36,11 +38,16 @@ def _show(dataset: str, data: Optional[Path], as_json: bool, sample: int, full: 
     from pipeline.store import open_dataset
 
     ds = open_dataset(dataset, data_root=resolve_data_root(str(data) if data else None))
+    if path_only:
+        typer.echo(str(ds.path))
+        return
+    verified = None
     if verify:
         ds.verify()
-        ds.validate_rows()
+        verified = {"shards": len(ds.manifest["shards"]), "sha256": "ok", "rows_checked": ds.validate_rows()}
     stats = dataset_stats(ds)
     if as_json:
+        stats["verified"] = verified
         stats["samples"] = sample_examples(ds, sample) if sample else []
         typer.echo(json.dumps(stats, indent=2, ensure_ascii=False))
         return

@@ -647,7 +647,11 @@ def open_dataset(target: Path | str, data_root: Path | str | None = None) -> Dat
         name_dir = dataset_dir(data_root, str(target))
         if (name_dir / LATEST).exists():
             return _latest_dataset(name_dir)
+    known = ""
+    if data_root is not None:
+        names = sorted(p.name for p in DataLayout(data_root).datasets.glob("*") if (p / LATEST).exists())
+        known = f" (datasets there: {', '.join(names)})" if names else " (it holds no dataset yet)"
     raise StoreError(
         f"{target}: not a dataset version folder (with {MANIFEST}), a dataset folder (with {LATEST}), "
-        f"or a dataset name under {data_root or '<data>'}/datasets"
+        f"or a dataset name under {data_root or '<data>'}/datasets{known}"
     )

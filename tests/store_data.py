@@ -47,3 +47,19 @@ def example_table(n_examples: int = 6, units_per_example: int = 30, offset: int 
             sentence_ends=sentence_ends, sentences=units,
         ))
     return records_to_table("examples", examples)
+
+
+CONFIG = {"method": "link", "chunk_tokens": 2000, "seed": 0}
+INPUTS = {"corpus/a.jsonl": "sha256:abc"}
+
+
+def publish(root: Path, name: str = "demo", shards: int = 2) -> Path:
+    """A published version of ``shards`` example shards of real text (6 examples each)."""
+    from pipeline.store import DatasetWriter, version_id
+
+    version = version_id(CONFIG, INPUTS)
+    with DatasetWriter(root, name, version, CONFIG, INPUTS) as writer:
+        for index in range(shards):
+            if not writer.has_shard("examples", index, shards):
+                writer.write_shard("examples", index, shards, example_table(offset=index * 180))
+        return writer.publish({"counts": {"examples": 6 * shards}, "drop_reasons": {}}, "# demo\n")

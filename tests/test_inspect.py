@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from pipeline.inspect import render_example
-from tests.test_store import publish
+from tests.store_data import publish
 
 LINKSCAN = [sys.executable, "-m", "flows.cli"]
 REPO = Path(__file__).resolve().parent.parent
@@ -33,6 +33,14 @@ def test_inspect_json_reports_counts_labels_and_samples(tmp_path):
     # link distances per shard are 18, 19, 20, 21, 22, 18: three below 20, three from 20 up
     assert labels["link_distance_histogram"] == {"10-19": 6, "20-49": 6}
     assert [s["example_id"] for s in stats["samples"]] == ["ex-0-0", "ex-0-1"]
+    assert stats["verified"] == {"shards": 2, "sha256": "ok", "rows_checked": 12}
+
+
+def test_inspect_path_prints_the_latest_version_folder(tmp_path):
+    path = publish(tmp_path)
+    result = run_cli("inspect", "demo", "--data", str(tmp_path), "--path")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{path}\n"
 
 
 def test_inspect_renders_questions_and_marks_positives(tmp_path):
@@ -43,10 +51,12 @@ def test_inspect_renders_questions_and_marks_positives(tmp_path):
     assert ">>    1  " in result.stdout and ">>   20  " in result.stdout
 
 
-def test_inspect_names_a_missing_dataset(tmp_path):
+def test_inspect_names_a_missing_dataset_and_the_ones_there_are(tmp_path):
+    publish(tmp_path)
     result = run_cli("inspect", "nothing-here", "--data", str(tmp_path))
     assert result.returncode == 2
     assert "nothing-here: not a dataset version folder" in result.stderr
+    assert result.stderr.strip().endswith("(datasets there: demo)")
 
 
 def test_render_elides_units_far_from_positives():

@@ -6,7 +6,7 @@ import polars as pl
 
 from pipeline.store import DatasetWriter
 from tests.store_data import example_table
-from tests.test_store import publish
+from tests.store_data import publish
 
 
 def test_duckdb_reads_the_published_shards(tmp_path):

@@ -23,19 +23,8 @@ from pipeline.store import (
     version_id,
 )
 from schemas import SchemaError
-from tests.store_data import REPO, example_table
+from tests.store_data import CONFIG, INPUTS, REPO, example_table, publish
 
-CONFIG = {"method": "link", "chunk_tokens": 2000, "seed": 0}
-INPUTS = {"corpus/a.jsonl": "sha256:abc"}
-
-
-def publish(root: Path, name: str = "demo", shards: int = 2) -> Path:
-    version = version_id(CONFIG, INPUTS)
-    with DatasetWriter(root, name, version, CONFIG, INPUTS) as writer:
-        for index in range(shards):
-            if not writer.has_shard("examples", index, shards):
-                writer.write_shard("examples", index, shards, example_table(offset=index * 180))
-        return writer.publish({"counts": {"examples": 6 * shards}, "drop_reasons": {}}, "# demo\n")
 
 
 def test_version_id_depends_only_on_config_and_inputs():
@@ -70,7 +59,7 @@ KILLED_WRITER = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     from pipeline.store import DatasetWriter, version_id
     from tests.store_data import example_table
-    from tests.test_store import CONFIG, INPUTS
+    from tests.store_data import CONFIG, INPUTS
     with DatasetWriter({root!r}, "demo", version_id(CONFIG, INPUTS), CONFIG, INPUTS) as writer:
         writer.write_shard("examples", 0, 2, example_table(offset=0))
         os.kill(os.getpid(), signal.SIGKILL)  # dies between the shards and the manifest
@@ -241,7 +230,7 @@ KILLED_BEFORE_LATEST = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     import pipeline.store as store
     from tests.store_data import example_table
-    from tests.test_store import CONFIG, INPUTS
+    from tests.store_data import CONFIG, INPUTS
 
     write = store.atomic_write
     def dies_at_latest(path, payload):
