@@ -2,9 +2,11 @@
 
 For each question: the retrieved units in document order -> the LLM answers (reasoning after
 ``REASON:``, the answer after ``ANSWER:``) -> the LLM judges the answer against each gold answer
-(``DECISION: YES/NO``); the item is correct when any gold answer is judged YES. Multiple-choice
-questions list their options and use a "same option only" judge prompt. Token F1 (SQuAD) of the
-answer is reported for open-ended questions.
+(``DECISION: YES/NO``); the item is correct when any gold answer is judged YES. Open questions ask
+for the paper's answer type (a one-sentence or a one-paragraph answer). Multiple-choice questions
+(an options list, or a benchmark of the paper's MCQ list, whose options are in the question text)
+ask for the option and use a "same option only" judge prompt. Token F1 (SQuAD) of the answer is
+reported for open-ended questions.
 
 Requests go through :class:`generators.llm.client.LLMClient`, so they share its response cache,
 retries and per-stage token and cost accounting (stages ``eval_answer`` and ``eval_judge``).
@@ -20,7 +22,7 @@ from typing import Sequence
 from evaluation.benchmarks import Question
 from evaluation.metrics import token_f1
 
-PROMPT_VERSION = "eval-v1"
+PROMPT_VERSION = "eval-v2"  # v2: multiple choice without an options list (the paper's MCQ benchmarks)
 ANSWER_STAGE = "eval_answer"
 JUDGE_STAGE = "eval_judge"
 _ANSWER_RE = re.compile(r"ANSWER\s*:", re.IGNORECASE)
@@ -42,9 +44,7 @@ Excerpts:
 {context}
 
 Question: {question}
-Options:
-{options}
-
+{options_block}
 First think step by step after "REASON:". Then write the letter(s) of the correct option(s) and the option text after "ANSWER:"."""
 
 JUDGE_PROMPT = """Judge whether a predicted answer to a question is correct, given the ground-truth answer.
@@ -59,9 +59,7 @@ Explain briefly, then write "DECISION: YES" or "DECISION: NO"."""
 MCQ_JUDGE_PROMPT = """Judge whether a predicted answer to a multiple-choice question chose the same option(s) as the ground truth: the same option(s) only, no more and no fewer.
 
 Question: {question}
-Options:
-{options}
-Ground truth: {truth}
+{options_block}Ground truth: {truth}
 Prediction: {prediction}
 
 Write "DECISION: YES" if the prediction chose exactly the ground-truth option(s), else "DECISION: NO"."""
@@ -92,9 +90,15 @@ def parse_decision(text: str) -> bool | None:
     return None
 
 
+def _options_block(question: Question) -> str:
+    if question.options:
+        return "Options:\n" + "\n".join(question.options) + "\n"
+    return "(The options are given in the question.)\n"
+
+
 def answer_messages(question: Question, context: str) -> list[dict]:
     if question.is_multiple_choice:
-        content = MCQ_ANSWER_PROMPT.format(context=context, question=question.question, options="\n".join(question.options))
+        content = MCQ_ANSWER_PROMPT.format(context=context, question=question.question, options_block=_options_block(question))
     else:
         length = _LENGTH.get(question.answer_type, _LENGTH["sentence"])
         content = ANSWER_PROMPT.format(context=context, question=question.question, length=length)
@@ -103,16 +107,17 @@ def answer_messages(question: Question, context: str) -> list[dict]:
 
 def judge_messages(question: Question, truth: str, prediction: str) -> list[dict]:
     if question.is_multiple_choice:
-        content = MCQ_JUDGE_PROMPT.format(question=question.question, options="\n".join(question.options), truth=truth, prediction=prediction)
+        content = MCQ_JUDGE_PROMPT.format(question=question.question, options_block=_options_block(question),
+                                          truth=truth, prediction=prediction)
     else:
         content = JUDGE_PROMPT.format(question=question.question, truth=truth, prediction=prediction)
     return [{"role": "user", "content": content}]
 
 
 def gold_truths(question: Question) -> list[str]:
-    """What the judge compares against: each gold answer, or for multiple choice the correct
-    option(s) as "letters: option text" in one string."""
-    if question.is_multiple_choice:
+    """What the judge compares against: each gold answer, or for multiple choice with an options
+    list the correct option(s) as "letters: option text" in one string."""
+    if question.options:
         letters = question.answers[0]
         texts = [o for o in question.options if o[:1] in letters] or list(question.answers[1:])
         return [f"{letters}: " + " | ".join(texts)]
@@ -125,6 +130,7 @@ class Judgement:
     correct: bool | None  # None: no verdict (failure counted in ``failure``)
     token_f1: float | None  # open-ended questions only
     failure: str | None = None  # llm_answer_failed | llm_judge_failed | judge_unparsed
+    transient: bool = False  # the failed request may work later (the server was down or busy): rerun
 
 
 async def answer_and_judge(client: object, question: Question, context: str) -> Judgement:
@@ -133,16 +139,16 @@ async def answer_and_judge(client: object, question: Question, context: str) -> 
 
     try:
         response = await client.chat(answer_messages(question, context), stage=ANSWER_STAGE)
-    except LLMRequestError:
-        return Judgement(None, None, None, "llm_answer_failed")
+    except LLMRequestError as error:
+        return Judgement(None, None, None, "llm_answer_failed", error.transient)
     answer = parse_answer(response.text)
     f1 = None if question.is_multiple_choice else token_f1(answer, question.answers)
     unparsed = False
     for truth in gold_truths(question):
         try:
             verdict = await client.chat(judge_messages(question, truth, answer), stage=JUDGE_STAGE)
-        except LLMRequestError:
-            return Judgement(answer, None, f1, "llm_judge_failed")
+        except LLMRequestError as error:
+            return Judgement(answer, None, f1, "llm_judge_failed", error.transient)
         decision = parse_decision(verdict.text)
         if decision is None:
             unparsed = True

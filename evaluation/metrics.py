@@ -31,6 +31,15 @@ def recall_at_k(ranking: Sequence[int], gold: Sequence[int], k: int) -> float:
     return len(gold_set.intersection(ranking[:k])) / len(gold_set)
 
 
+def hit_at_k(ranking: Sequence[int], gold: Sequence[int], k: int) -> float:
+    """1.0 when at least one gold unit is in the top k, else 0.0 (unlike recall@k, a perfect ranking
+    scores 1 at every k, however many gold units a question has)."""
+    gold_set = set(gold)
+    if not gold_set:
+        raise ValueError("hit@k needs at least one gold unit")
+    return float(not gold_set.isdisjoint(ranking[:k]))
+
+
 def ndcg_at_k(ranking: Sequence[int], gold: Sequence[int], k: int) -> float:
     """Binary-relevance nDCG@k: DCG of the top k over the DCG of a perfect ranking."""
     gold_set = set(gold)
@@ -50,6 +59,35 @@ def mrr(ranking: Sequence[int], gold: Sequence[int]) -> float:
         if unit in gold_set:
             return 1.0 / (rank + 1)
     return 0.0
+
+
+def _dcg_weights(n: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(n) + 2.0)
+
+
+def expected_random_metrics(n_units: int, n_gold: int, ks: Sequence[int], ndcg_ks: Sequence[int]) -> dict[str, float]:
+    """The exact expectation of recall@k, hit@k, nDCG@k and MRR over uniformly random rankings of
+    ``n_units`` units of which ``n_gold`` are gold (what the seeded random retriever estimates with
+    one draw per question)."""
+    n, g = n_units, n_gold
+    if not 0 < g <= n:
+        raise ValueError(f"expected random metrics need 0 < gold units <= units, got {g} of {n}")
+    # P(no gold unit among the first m) = prod_{i<m} (n-g-i)/(n-i); zero once m > n-g.
+    miss = np.cumprod(np.maximum(n - g - np.arange(n), 0) / (n - np.arange(n)))
+    expected: dict[str, float] = {}
+    for k in ks:
+        m = min(k, n)
+        expected[f"recall@{k}"] = m / n
+        expected[f"hit@{k}"] = float(1.0 - miss[m - 1])
+    weights = _dcg_weights(n)
+    for k in ndcg_ks:
+        # each of the first min(k, n) positions holds a gold unit with probability g/n
+        expected[f"ndcg@{k}"] = float(g / n * weights[: min(k, n)].sum() / weights[: min(k, g)].sum())
+    # the first gold unit is at rank r with probability P(no gold in the first r-1) * g / (n-r+1)
+    ranks = np.arange(1, n - g + 2)
+    no_gold_before = np.concatenate([[1.0], miss[: n - g]])
+    expected["mrr"] = float((no_gold_before * g / (n - ranks + 1) / ranks).sum())
+    return expected
 
 
 def normalize_answer(text: str) -> str:

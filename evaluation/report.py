@@ -1,7 +1,8 @@
 """Evaluation reports: aggregated tables (CSV, JSON, Markdown) with bootstrap CIs, and PNG plots.
 
 Input is the list of per-question rows written by :mod:`evaluation.run` (one row per question and
-retriever). Every averaged metric comes with a 95% bootstrap confidence interval over questions.
+retriever). Every averaged metric comes with a 95% bootstrap confidence interval over questions and
+the number of questions behind it (``<metric>_n``), which the Markdown tables show per metric group.
 """
 from __future__ import annotations
 
@@ -27,20 +28,40 @@ def length_bucket(n_tokens: int) -> str:
     return LENGTH_BUCKETS[-1][0]
 
 
+METRIC_FAMILIES = ("recall", "hit", "ndcg", "mrr", "answer_containment", "llm_correct", "token_f1")
+# Metrics against gold units: all of them apply to the same questions (those with a gold unit).
+RETRIEVAL_FAMILIES = ("recall", "hit", "ndcg", "mrr")
+METRIC_NOTES = (
+    "recall@k: the share of a question's gold units in the top k, at most k/|gold| (with 3 gold units "
+    "even the oracle's recall@1 is 0.33); hit@k: at least one gold unit in the top k (1 for a perfect ranking at any k)",
+    "n (...): the questions behind the means of that group of columns (in macro rows: the benchmarks)",
+    "random (expected): the exact expectation of a uniformly random ranking, beside the seeded single draw `random`",
+)
+
+
+def _is_metric(key: str) -> bool:
+    family, at, k = key.partition("@")
+    return family in METRIC_FAMILIES and (k.isdigit() if at else True)
+
+
 def metric_columns(rows: Sequence[dict]) -> list[str]:
     """The averaged metrics present in the rows, in a fixed order."""
     order = []
     for row in rows:
         for key in row:
-            if key not in order and (key.startswith(("recall@", "ndcg@")) or key in ("mrr", "answer_containment", "llm_correct", "token_f1")):
+            if key not in order and _is_metric(key):
                 order.append(key)
 
     def sort_key(name: str) -> tuple:
         family, _, k = name.partition("@")
-        families = ["recall", "ndcg", "mrr", "answer_containment", "llm_correct", "token_f1"]
-        return families.index(family), int(k) if k else 0
+        return METRIC_FAMILIES.index(family), int(k) if k else 0
 
     return sorted(order, key=sort_key)
+
+
+def metric_group(metric: str) -> str:
+    """The columns that share one n: the retrieval metrics, else the metric itself."""
+    return "retrieval" if metric.partition("@")[0] in RETRIEVAL_FAMILIES else metric
 
 
 def _value(row: dict, metric: str) -> float | None:
@@ -80,7 +101,11 @@ def aggregate(
 
 
 def macro_average(table: Sequence[dict], group_key: str, metrics: Sequence[str]) -> list[dict]:
-    """The paper's headline: the unweighted mean over benchmarks, per retriever (no CI: a mean of means)."""
+    """The paper's headline: the unweighted mean over benchmarks, per retriever (no CI: a mean of means).
+
+    A metric is averaged over the benchmarks where it applies for that retriever, which may differ
+    between retrievers; ``<metric>_n`` counts them and ``<metric>_benchmarks`` names them.
+    """
     by_retriever: dict[str, list[dict]] = {}
     for row in table:
         by_retriever.setdefault(row["retriever"], []).append(row)
@@ -88,11 +113,31 @@ def macro_average(table: Sequence[dict], group_key: str, metrics: Sequence[str])
     for retriever, members in sorted(by_retriever.items()):
         row = {group_key: "macro average", "retriever": retriever, "questions": sum(m["questions"] for m in members)}
         for metric in metrics:
-            values = [m[metric] for m in members if m[f"{metric}_n"] > 0]
-            row[metric] = sum(values) / len(values) if values else None
-            row[f"{metric}_n"] = len(values)
+            used = [m for m in members if m[f"{metric}_n"] > 0]
+            row[metric] = sum(m[metric] for m in used) / len(used) if used else None
+            row[f"{metric}_n"] = len(used)
+            row[f"{metric}_benchmarks"] = [m[group_key] for m in used]
         out.append(row)
     return out
+
+
+def macro_note(macro_rows: Sequence[dict], group_key: str, metrics: Sequence[str]) -> str:
+    """Which benchmarks each macro row averages, per retriever and metric group, and a warning
+    when retrievers are averaged over different sets."""
+    lines, sets = [], set()
+    for row in macro_rows:
+        parts = []
+        for group in dict.fromkeys(metric_group(m) for m in metrics):
+            first = next(m for m in metrics if metric_group(m) == group)
+            names = row[f"{first}_benchmarks"]
+            if names:
+                parts.append(f"{group} over {', '.join(names)}")
+                sets.add((group, tuple(names)))
+        lines.append(f"- {row['retriever']}: " + ("; ".join(parts) or "no metric applies"))
+    groups = {group for group, _ in sets}
+    caution = ("The retrievers are averaged over different benchmark sets: compare their macro rows per group only "
+               "where the lists agree." if len(sets) > len(groups) else "Every retriever is averaged over the same benchmarks.")
+    return "Macro average rows: the unweighted mean over benchmarks where the metric applies. " + caution + "\n\n" + "\n".join(lines) + "\n"
 
 
 def _fmt(value: object) -> str:
@@ -101,22 +146,73 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _n_cell(row: dict, metric: str) -> str:
+    n = row.get(f"{metric}_n", 0)
+    return f"{n} benchmarks" if f"{metric}_benchmarks" in row else str(n)
+
+
 def to_markdown(table: Sequence[dict], keys: Sequence[str], metrics: Sequence[str], title: str, with_ci: bool = True) -> str:
     """A Markdown table: each metric as ``mean [low, high]`` (or the mean alone without ``with_ci``;
-    blank where it does not apply)."""
-    lines = [f"## {title}", "", "| " + " | ".join([*keys, "questions", *metrics]) + " |", "|" + "---|" * (len(keys) + 1 + len(metrics))]
+    blank where it does not apply), each group of metrics after an ``n (group)`` column holding the
+    number of questions behind its means."""
+    groups: dict[str, list[str]] = {}
+    for metric in metrics:
+        groups.setdefault(metric_group(metric), []).append(metric)
+    header = list(keys)
+    for group, members in groups.items():
+        header += [f"n ({group})", *members]
+    lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table:
-        cells = [_fmt(row[k]) for k in keys] + [str(row["questions"])]
-        for metric in metrics:
-            mean = row.get(metric)
-            if mean is None:
-                cells.append("")
-            elif with_ci and f"{metric}_ci_low" in row:
-                cells.append(f"{mean:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]")
-            else:
-                cells.append(f"{mean:.3f}")
+        cells = [_fmt(row[k]) for k in keys]
+        for members in groups.values():
+            cells.append(_n_cell(row, members[0]))
+            for metric in members:
+                mean = row.get(metric)
+                if mean is None:
+                    cells.append("")
+                elif with_ci and row.get(f"{metric}_ci_low") is not None:
+                    cells.append(f"{mean:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]")
+                else:
+                    cells.append(f"{mean:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# What each question-level skip reason means for the metrics.
+SKIP_MEANINGS = {
+    "empty_document": "the document is empty or whitespace only: no metric at all",
+    "evidence_matched_no_unit": "no gold evidence span matched a unit: no retrieval metrics",
+    "oracle_without_gold_units": "no gold unit, so no oracle row (other retrievers keep their other metrics)",
+    "llm_answer_failed": "the LLM answer request failed: no llm_correct",
+    "llm_judge_failed": "the LLM judge request failed: no llm_correct",
+    "judge_unparsed": "the judge gave no YES/NO: no llm_correct",
+}
+
+
+def not_measured_markdown(skipped_benchmarks: Sequence[dict], skipped_questions: dict[str, dict[str, int]]) -> str:
+    """What the run could not measure: skipped benchmarks with their reason, and per benchmark the
+    questions left without metrics, by reason."""
+    lines = ["## Not measured", ""]
+    if not skipped_benchmarks and not any(skipped_questions.values()):
+        return "\n".join(lines + ["Every benchmark and question was evaluated.", ""])
+    if skipped_benchmarks:
+        lines += ["Benchmarks skipped:", "", "| benchmark | reason | detail |", "|---|---|---|"]
+        lines += [f"| {s['benchmark']} | {s['reason']} | {s['detail']} |" for s in skipped_benchmarks]
+        lines.append("")
+    if any(skipped_questions.values()):
+        lines += ["Questions without some or all metrics:", "", "| benchmark | reason | questions | meaning |", "|---|---|---|---|"]
+        lines += [f"| {name} | {reason} | {n} | {SKIP_MEANINGS.get(reason, '')} |" for name, reasons in sorted(skipped_questions.items())
+                  for reason, n in sorted(reasons.items())]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _csv_cell(value: object) -> object:
+    if isinstance(value, float):
+        return _fmt(value)
+    if isinstance(value, (list, tuple)):  # the benchmarks a macro row averages
+        return ";".join(str(v) for v in value)
+    return value
 
 
 def write_csv(path: Path, rows: Sequence[dict]) -> None:
@@ -127,7 +223,7 @@ def write_csv(path: Path, rows: Sequence[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _fmt(v) if isinstance(v, float) else v for k, v in row.items()})
+            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
 
 
 def _json_safe(value: object) -> object:
@@ -144,14 +240,17 @@ def write_json(path: Path, value: object) -> None:
     path.write_text(json.dumps(_json_safe(value), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_tables(out_dir: Path, rows: Sequence[dict], *, samples: int = 1000, seed: int = 0) -> dict[str, list[dict]]:
+def write_tables(out_dir: Path, rows: Sequence[dict], *, samples: int = 1000, seed: int = 0,
+                 skipped_benchmarks: Sequence[dict] = (), skipped_questions: dict[str, dict[str, int]] | None = None,
+                 ) -> dict[str, list[dict]]:
     """Per-benchmark (plus macro average), per-category and per-length-bucket tables in three formats,
-    and ``report.md`` holding all of them. Returns the tables by name."""
+    and ``report.md`` holding all of them and what was not measured. Returns the tables by name."""
     out_dir = Path(out_dir)
     metrics = metric_columns(rows)
     per_benchmark = aggregate(rows, ["benchmark", "retriever"], metrics, samples=samples, seed=seed)
+    macro = macro_average(per_benchmark, "benchmark", metrics)
     tables = {
-        "per_benchmark": per_benchmark + macro_average(per_benchmark, "benchmark", metrics),
+        "per_benchmark": per_benchmark + macro,
         "per_category": aggregate(rows, ["benchmark", "category", "retriever"], metrics, samples=samples, seed=seed),
         "per_length": sorted(
             aggregate(rows, ["length_bucket", "retriever"], metrics, samples=samples, seed=seed),
@@ -161,10 +260,14 @@ def write_tables(out_dir: Path, rows: Sequence[dict], *, samples: int = 1000, se
     keys = {"per_benchmark": ["benchmark", "retriever"], "per_category": ["benchmark", "category", "retriever"], "per_length": ["length_bucket", "retriever"]}
     titles = {"per_benchmark": "Per benchmark", "per_category": "Per category", "per_length": "Per document length (tokens)"}
     markdown = ["# Evaluation report", "", "Means over questions with 95% bootstrap intervals; blank: the metric does not apply.", ""]
+    markdown += [f"- {note}" for note in METRIC_NOTES] + [""]
+    markdown.append(not_measured_markdown(skipped_benchmarks, skipped_questions or {}))
     for name, table in tables.items():
         write_csv(out_dir / f"{name}.csv", table)
         write_json(out_dir / f"{name}.json", table)
         md = to_markdown(table, keys[name], metrics, titles[name])
+        if name == "per_benchmark" and macro:
+            md += "\n" + macro_note(macro, "benchmark", metrics)
         (out_dir / f"{name}.md").write_text(md, encoding="utf-8")
         markdown.append(md)
     (out_dir / "report.md").write_text("\n".join(markdown), encoding="utf-8")
@@ -203,8 +306,10 @@ def plot_recall_curves(path: Path, rows: Sequence[dict], ks: Sequence[int]) -> b
     return True
 
 
-def plot_by_length(path: Path, per_length: Sequence[dict], metric: str) -> bool:
-    """A metric by document-length bucket, one line per retriever. False when the metric is absent."""
+def plot_by_length(path: Path, per_length: Sequence[dict], metric: str) -> list[str]:
+    """A metric by document-length bucket, one line per retriever, each point labelled with the
+    number of questions behind it. Returns those labels as drawn (``retriever bucket n=N``), or
+    an empty list (and writes nothing) when the metric is absent."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,7 +321,8 @@ def plot_by_length(path: Path, per_length: Sequence[dict], metric: str) -> bool:
         if row.get(f"{metric}_n"):
             by_retriever.setdefault(row["retriever"], []).append(row)
     if not by_retriever:
-        return False
+        return []
+    labels = []
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for position, (retriever, members) in enumerate(sorted(by_retriever.items())):
         members = sorted(members, key=lambda r: names.index(r["length_bucket"]))
@@ -226,6 +332,9 @@ def plot_by_length(path: Path, per_length: Sequence[dict], metric: str) -> bool:
         low = [r[metric] - r[f"{metric}_ci_low"] for r in members]
         high = [r[f"{metric}_ci_high"] - r[metric] for r in members]
         ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, label=retriever)
+        for x_point, y_point, row in zip(x, y, members):  # a mean of 3 questions must not read like one of 300
+            ax.annotate(f"n={row[f'{metric}_n']}", (x_point, y_point), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            labels.append(f"{retriever} {row['length_bucket']} n={row[f'{metric}_n']}")
     used = sorted({names.index(r["length_bucket"]) for rs in by_retriever.values() for r in rs})
     ax.set_xticks(used, [names[i] for i in used])
     ax.set_xlabel("document length (tokens)")
@@ -233,11 +342,11 @@ def plot_by_length(path: Path, per_length: Sequence[dict], metric: str) -> bool:
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{metric} by document length (95% bootstrap CI)")
+    ax.set_title(f"{metric} by document length (95% bootstrap CI, n questions per point)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return True
+    return labels
 
 
 def write_plots(out_dir: Path, rows: Sequence[dict], per_length: Sequence[dict], ks: Sequence[int], k: int) -> list[str]:

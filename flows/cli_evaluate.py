@@ -1,14 +1,32 @@
 """`linkscan evaluate` (retrievers on a benchmark suite -> report) and `linkscan retrieve` (one
-document, one question -> the top units)."""
+document, one question -> the top units).
+
+Exit codes of `linkscan evaluate`:
+    0    every benchmark evaluated, every metric that applies measured
+    2    nothing was done: a bad option or input (one `error:` line names it and the fix)
+    3    finished, but something was skipped or not measured (a broken benchmark, an unknown --only
+         name, a benchmark where no metric applies, a document with no text, an LLM verdict that
+         could not be had); the console, report.md and config.json name each skip and its reason
+    75   finished, but LLM requests failed for a transient reason (server down, busy or slow): those
+         benchmarks are not marked finished; rerun the same command later (as `linkscan generate`)
+    130  interrupted by SIGINT, 143 by SIGTERM: finished benchmarks stay in --out, and rerunning the
+         same command resumes from them
+"""
 from __future__ import annotations
 
 import os
+import signal
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import typer
 
 DEFAULT_TOKENIZER = "EleutherAI/gpt-neox-20b"
+EXIT_INPUT = 2
+EXIT_INCOMPLETE = 3
+EXIT_PENDING = 75  # sysexits' EX_TEMPFAIL, as `linkscan generate` uses it
+HUB_PROBE_TIMEOUT_S = 5.0
 
 
 def _quiet_model_loading() -> None:
@@ -20,33 +38,171 @@ def _quiet_model_loading() -> None:
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(EXIT_INPUT)
+
+
+# -- inputs checked before any work: the hub, the tokenizer, scanner checkpoints, the device -------
+
+def _looks_local(name: str) -> bool:
+    return Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.endswith(".json")
+
+
+def _hub_problem(repo_id: str) -> str | None:
+    """Why the Hugging Face hub cannot serve ``repo_id`` right now, or None. One request with a short
+    timeout: an offline machine is told at once, not after the hub client's retries (half a minute)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        response = get_session().head(f"{constants.ENDPOINT}/api/models/{repo_id}", timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception as error:  # the HTTP client raises many types; all mean "not reachable from here"
+        return f"{constants.ENDPOINT} not reachable: {type(error).__name__}: {error}"
+    if response.status_code == 404:
+        return f"no repository {repo_id} on {constants.ENDPOINT}"
+    return None
+
+
+def load_tokenizer_or_fail(name: str):
+    """The tokenizer of --tokenizer, loaded before any work; an `error:` line (exit 2) when it cannot
+    be: a missing file, or a hub id with no network and no cached copy (a cached copy is used offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from pipeline.tokenize import load_tokenizer
+
+    try:
+        if _looks_local(name):
+            return load_tokenizer(name)
+        problem = _hub_problem(name)
+        if problem is None:
+            return load_tokenizer(name)
+        cached = try_to_load_from_cache(name, "tokenizer.json")
+        if isinstance(cached, str):
+            return load_tokenizer(cached)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(f"--tokenizer {name}: {error}")
+    _fail(f"--tokenizer {name}: cannot load it from the Hugging Face hub ({problem}) and there is no cached copy; "
+          "pass --tokenizer <path to a local tokenizer.json> (the scanner's: gpt-neox-20b)")
+
+
+def check_scanner_checkpoints(specs: List[str]) -> None:
+    """Each scanner:<checkpoint> names a local folder, or a hub id the hub can serve now; else an
+    `error:` line (exit 2). The folder's contents are checked when the model loads, still before any work."""
+    for spec in specs:
+        kind, _, checkpoint = spec.partition(":")
+        if kind != "scanner" or not checkpoint or Path(checkpoint).expanduser().exists():
+            continue
+        if checkpoint.count("/") != 1 or checkpoint.startswith((".", "/", "~")):
+            _fail(f"--retriever {spec}: no folder {checkpoint}; pass a checkpoint folder (config.json + model.safetensors), "
+                  "a training run folder (<data>/models/<name>/<run>), or a hub id owner/name")
+        problem = _hub_problem(checkpoint)
+        if problem is not None:
+            _fail(f"--retriever {spec}: not a local folder, and the Hugging Face hub cannot serve it ({problem}); "
+                  "download the checkpoint where there is network and pass its local folder")
+
+
+def resolve_device(device: str, specs: List[str]) -> str:
+    """``auto``: CUDA when there is a GPU (only dense and scanner retrievers use one), else the CPU."""
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        _fail(f"--device {device}: use auto, cpu or cuda (cuda:N for one GPU of several)")
+    needs_model = any(spec.partition(":")[0] in ("dense", "dense-chunks", "scanner") for spec in specs)
+    if device == "cpu" or (device == "auto" and not needs_model):
+        return "cpu"
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        _fail(f"--device {device}: torch sees no CUDA device here; use --device cpu (or auto)")
+    return device
+
+
+# -- stopping on a signal, keeping what is finished ------------------------------------------------
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived. A KeyboardInterrupt, so it also leaves an asyncio loop (which
+    swallows other exceptions raised in its callbacks)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _say_interrupted(interrupted: Interrupted, out_dir: Path, rid: str) -> None:
+    from evaluation.finished import finished_benchmarks
+
+    names = finished_benchmarks(out_dir, rid)
+    kept = f"{len(names)} finished benchmark(s) kept in {out_dir} ({', '.join(names)})" if names else f"no benchmark finished yet in {out_dir}"
+    typer.echo(f"interrupted ({signal.Signals(interrupted.signum).name}): {kept}; rerun the same command to resume", err=True)
+
+
+def _print_outcome(result, k: int, out_dir: Path) -> None:
+    from evaluation.report import to_markdown
+    from evaluation.run import speed_text
+
+    table = result.tables["per_benchmark"]
+    shown = [m for m in ("recall@10", f"recall@{k}", f"hit@{k}", "ndcg@10", "mrr", "answer_containment", "llm_correct", "token_f1")
+             if table and m in table[0]]
+    typer.echo(to_markdown(table, ["benchmark", "retriever"], list(dict.fromkeys(shown)), "Per benchmark (means)", with_ci=False))
+    for name, speed in result.summary["retrieval"].items():
+        typer.echo(f"speed: {speed_text(name, speed)}")
+    typer.echo(f"report: {out_dir / 'report.md'}")
+    for plot in result.plots:
+        typer.echo(f"plot: {out_dir / plot}")
+    for skip in result.skipped_benchmarks:
+        typer.echo(f"skipped {skip.name} ({skip.reason}): {skip.detail}")
+    for name, reasons in result.not_measured.items():
+        typer.echo(f"not measured: {name}: " + ", ".join(f"{n} questions ({reason})" for reason, n in reasons.items()))
+    for name in result.waiting:
+        typer.echo(f"unfinished: {name}: LLM requests failed for a transient reason; rerun the same command to retry them")
 
 
 def evaluate(
     benchmarks: Path = typer.Option(..., "--benchmarks", help="Folder of benchmark files (plain JSONL pairs and/or the paper's test-set .json/.pkl)."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated benchmark names to keep."),
     retriever: List[str] = typer.Option(["bm25"], "--retriever", help="scanner:<checkpoint>, bm25, bm25-chunks, dense[:<path>], dense-chunks[:<path>], random, oracle; repeat for several."),
-    k: int = typer.Option(50, "--k", min=1, help="Units handed to the reader (answer containment, LLM)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <data>/evals/<run id>)."),
+    k: int = typer.Option(50, "--k", min=1, help="Units handed to the reader (answer containment, LLM); recall@k and hit@k get a column for it."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <data>/evals/<run id>); rerunning into it resumes."),
     data: Optional[str] = typer.Option(None, "--data", help="Data folder (default: $LINKSCAN_DATA, else ./data)."),
     tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--tokenizer", help="Tokenizer hub id or local tokenizer.json (the scanner's)."),
     max_questions: Optional[int] = typer.Option(None, "--max-questions", min=1, help="Evaluate only the first N questions of each benchmark."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random retriever and the bootstrap."),
     scanner_mode: str = typer.Option("single_pass", "--scanner-mode", help="single_pass or sliding_window (the paper's 120k/60k windows)."),
-    device: str = typer.Option("cpu", "--device", help="Device of the scanner and dense models (cpu, cuda)."),
+    device: str = typer.Option("auto", "--device", help="Device of the scanner and dense models: auto (cuda when there is a GPU), cpu, cuda."),
+    dense_precision: str = typer.Option("float32", "--dense-precision", help="float32, or bfloat16 (autocast: up to 2.5x faster on a CPU with AMX; on a GPU float32 is faster)."),
+    include_unscored: bool = typer.Option(False, "--include-unscored", help="Also evaluate benchmarks where no metric applies with these options (predictions only)."),
     llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint: enables the answer-and-judge protocol."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="Model that answers and judges (with --llm-base-url)."),
     llm_api_key_env: str = typer.Option("OPENAI_API_KEY", "--llm-api-key-env", help="Environment variable holding the API key (local servers need none)."),
 ) -> None:
-    """Score retrievers on a benchmark suite; write predictions, tables, plots and the config."""
+    """Score retrievers on a benchmark suite; write predictions, tables, plots and the config.
+
+    Exit 0: all measured; 2: bad input, nothing done; 3: finished with skips (named in the report);
+    75: LLM requests to retry (rerun later); 130/143: interrupted by SIGINT/SIGTERM, finished
+    benchmarks kept (rerun to resume)."""
     from pydantic import ValidationError
 
     from evaluation.benchmarks import BenchmarkError
+    from evaluation.finished import OutputFolderError
     from evaluation.retrievers import RetrieverError
     from evaluation.run import EvalConfig, run_evaluation, run_id
     from flows.runtime import resolve_data_root
     from pipeline.config import CorpusConfig
+    from training.checkpoint import CheckpointError
 
     if bool(llm_base_url) != bool(llm_model):
         _fail("--llm-base-url and --llm-model go together (the LLM protocol needs both)")
@@ -66,12 +222,17 @@ def evaluate(
             seed=seed,
             corpus=CorpusConfig(tokenizer=tokenizer),
             scanner_mode=scanner_mode,
-            device=device,
+            device=resolve_device(device, retriever),
+            dense_precision=dense_precision,
+            include_unscored=include_unscored,
             llm=llm,
         )
     except ValidationError as error:
         _fail(f"invalid option: {error.errors()[0]['loc'][-1]}: {error.errors()[0]['msg']}")
-    out_dir = out or root / "evals" / run_id(config)
+    check_scanner_checkpoints(config.retrievers)
+    loaded_tokenizer = load_tokenizer_or_fail(tokenizer)
+    rid = run_id(config)
+    out_dir = out or root / "evals" / rid
     _quiet_model_loading()
     client = None
     if config.llm is not None:
@@ -84,21 +245,24 @@ def evaluate(
             _fail(str(error))
         client = LLMClient(config.llm, api_key=api_key, cache_path=root / "cache" / "llm.sqlite")
     try:
-        result = run_evaluation(config, out_dir, llm_client=client, progress=typer.echo)
-    except (BenchmarkError, RetrieverError, FileNotFoundError) as error:
+        with interrupt_on_signals():
+            result = run_evaluation(config, out_dir, tokenizer=loaded_tokenizer, llm_client=client, progress=typer.echo)
+    except Interrupted as interrupted:
+        _say_interrupted(interrupted, out_dir, rid)
+        raise typer.Exit(128 + interrupted.signum)
+    except (BenchmarkError, RetrieverError, OutputFolderError, FileNotFoundError) as error:
         _fail(str(error))
+    except CheckpointError as error:
+        _fail(f"--retriever scanner: {error}")
     finally:
         if client is not None:
             client.close_cache()
-    from evaluation.report import to_markdown
-
-    table = result.tables["per_benchmark"]
-    shown = [m for m in ("recall@10", f"recall@{k}", "ndcg@10", "mrr", "answer_containment", "llm_correct", "token_f1")
-             if table and m in table[0]]
-    typer.echo(to_markdown(table, ["benchmark", "retriever"], list(dict.fromkeys(shown)), "Per benchmark (means)", with_ci=False))
-    typer.echo(f"report: {out_dir / 'report.md'}")
-    for plot in result.plots:
-        typer.echo(f"plot: {out_dir / plot}")
+    _print_outcome(result, k, out_dir)
+    if not result.complete:
+        code = EXIT_PENDING if result.waiting else EXIT_INCOMPLETE
+        typer.echo(f"incomplete: some benchmarks or questions were not measured (listed above and in {out_dir / 'report.md'}); "
+                   f"exit {code}", err=True)
+        raise typer.Exit(code)
 
 
 def retrieve(
@@ -108,7 +272,7 @@ def retrieve(
     k: int = typer.Option(20, "--k", min=1, help="How many units to print."),
     tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--tokenizer", help="Tokenizer hub id or local tokenizer.json."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random retriever."),
-    device: str = typer.Option("cpu", "--device", help="Device of the scanner and dense models."),
+    device: str = typer.Option("auto", "--device", help="Device of the scanner and dense models: auto (cuda when there is a GPU), cpu, cuda."),
 ) -> None:
     """Print the top units of one document for one question, best first, with their scores."""
     from rich.console import Console
@@ -121,23 +285,27 @@ def retrieve(
     from pipeline.drops import Drops
     from pipeline.readers import read_documents
     from pipeline.segment import Segmenter
-    from pipeline.tokenize import load_tokenizer
+    from training.checkpoint import CheckpointError
 
     if retriever == "oracle":
         _fail("the oracle needs gold evidence; use it with `linkscan evaluate`")
+    check_scanner_checkpoints([retriever])
+    loaded = load_tokenizer_or_fail(tokenizer)
     _quiet_model_loading()
+    try:
+        chosen = make_retriever(retriever, seed=seed, tokenizer=loaded, device=resolve_device(device, [retriever]))
+        chosen.prepare()
+    except RetrieverError as error:
+        _fail(str(error))
+    except CheckpointError as error:
+        _fail(f"--retriever {retriever}: {error}")
     config = CorpusConfig(tokenizer=tokenizer)
     drops = Drops()
     raw = next(iter(read_documents(document, config, drops)), None)
     if raw is None:
         reasons = ", ".join(drops.as_dict()) or "no documents"
         _fail(f"{document}: nothing readable ({reasons}); give a UTF-8 .txt, .md, .html, .jsonl or .parquet file")
-    try:
-        loaded = load_tokenizer(tokenizer)
-        units = segment_document(str(document), raw.text, Segmenter(config, loaded))
-        chosen = make_retriever(retriever, seed=seed, tokenizer=loaded, device=device)
-    except (RetrieverError, FileNotFoundError, ValueError) as error:
-        _fail(str(error))
+    units = segment_document(str(document), raw.text, Segmenter(config, loaded))
     [scores] = chosen.score_document(units, [Query("cli", question)])
     table = Table("rank", "unit", "score", "text", title=f"{chosen.name}: top {min(k, len(units))} of {len(units)} units ({units.n_tokens:,} tokens)")
     for rank, index in enumerate(rank_units(scores)[:k], 1):

@@ -3,7 +3,9 @@
 ``evaluate/default`` is started by ``linkscan.model.trained`` with the event's checkpoint, data
 folder and the dataset's tokenizer (so documents are segmented as the model was trained). The
 suite is ``benchmarks``, else ``<data>/evalsets``; with neither, the run says so and evaluates
-nothing. Reports go to ``<data>/evals/<run id>`` (``evaluation.run``).
+nothing. Reports go to ``<data>/evals/<run id>`` (``evaluation.run``); a rerun of the same run
+resumes from the benchmarks it finished. Skipped benchmarks and questions are logged as warnings
+and returned (``complete`` is False then).
 """
 from __future__ import annotations
 
@@ -39,12 +41,18 @@ def evaluation_task(config: EvalConfig, out_dir: str, data_root: str) -> dict:
 
         client = LLMClient(config.llm, api_key=resolve_api_key(config.llm, os.environ),
                            cache_path=Path(data_root) / "cache" / "llm.sqlite")
+    logger = get_run_logger()
     try:
-        result = run_evaluation(config, out_dir, llm_client=client, progress=get_run_logger().info)
+        result = run_evaluation(config, out_dir, llm_client=client, progress=logger.info)
     finally:
         if client is not None:
             client.close_cache()
-    return {"out_dir": str(result.out_dir), "per_benchmark": result.tables.get("per_benchmark", []), "summary": result.summary}
+    for skip in result.skipped_benchmarks:
+        logger.warning("skipped %s (%s): %s", skip.name, skip.reason, skip.detail)
+    for name, reasons in result.not_measured.items():
+        logger.warning("not measured: %s: %s", name, ", ".join(f"{n} questions ({reason})" for reason, n in reasons.items()))
+    return {"out_dir": str(result.out_dir), "per_benchmark": result.tables.get("per_benchmark", []), "summary": result.summary,
+            "complete": result.complete}
 
 
 @flow(name="evaluate", persist_result=False)
@@ -77,7 +85,8 @@ def evaluate(
     result = evaluation_task(config, str(out), str(root))
     _evaluation_artifacts(result, checkpoint)
     logger.info("evaluated %s on %s: report %s", checkpoint or "the baselines", suite, Path(result["out_dir"]) / "report.md")
-    return {"checkpoint": checkpoint, "evaluated": True, "out_dir": result["out_dir"], "benchmarks": str(suite)}
+    return {"checkpoint": checkpoint, "evaluated": True, "out_dir": result["out_dir"], "benchmarks": str(suite),
+            "complete": result["complete"]}
 
 
 def _evaluation_artifacts(result: dict, checkpoint: Optional[str]) -> None:

@@ -1,7 +1,11 @@
-"""Shared inputs of the evaluation tests: a short contract as retrieval units, and a scripted LLM
-(answers and verdicts) for the answer-and-judge protocol."""
+"""Shared inputs of the evaluation tests: a short contract as retrieval units, a scripted LLM
+(answers and verdicts) for the answer-and-judge protocol, and small benchmark suites written into
+a test's folder (from the shared dev evalsets, linked or subset, never copied into the project)."""
 
+import gzip
+import json
 import re
+from pathlib import Path
 
 from evaluation.metrics import normalize_answer
 
@@ -42,3 +46,45 @@ def scripted_llm(request: dict) -> str:
     else:
         same = normalize_answer(truth) == normalize_answer(prediction)
     return f"The prediction {'matches' if same else 'differs'}.\nDECISION: {'YES' if same else 'NO'}"
+
+
+# -- benchmark suites made in a test's folder -------------------------------------------------
+
+def write_plain_benchmark(folder: Path, name: str, documents: list[dict], questions: list[dict]) -> Path:
+    """``<name>.documents.jsonl.gz`` and ``<name>.questions.jsonl`` in ``folder``; the questions file's path."""
+    with gzip.open(folder / f"{name}.documents.jsonl.gz", "wt", encoding="utf-8") as handle:
+        for row in documents:
+            handle.write(json.dumps(row) + "\n")
+    path = folder / f"{name}.questions.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in questions), encoding="utf-8")
+    return path
+
+
+def link_dev_benchmark(dev_evalsets: Path, folder: Path, name: str, as_name: str | None = None) -> None:
+    """A dev benchmark in ``folder`` through symbolic links (the shared files are never copied)."""
+    as_name = as_name or name
+    for suffix in (".documents.jsonl.gz", ".questions.jsonl"):
+        (folder / f"{as_name}{suffix}").symlink_to(dev_evalsets / f"{name}{suffix}")
+
+
+def read_dev_benchmark(dev_evalsets: Path, name: str) -> tuple[list[dict], list[dict]]:
+    """The raw document and question rows of a dev benchmark."""
+    with gzip.open(dev_evalsets / f"{name}.documents.jsonl.gz", "rt", encoding="utf-8") as handle:
+        documents = [json.loads(line) for line in handle]
+    with open(dev_evalsets / f"{name}.questions.jsonl", encoding="utf-8") as handle:
+        questions = [json.loads(line) for line in handle]
+    return documents, questions
+
+
+def benchmark_with_empty_documents(dev_evalsets: Path, folder: Path, name: str = "withempty") -> dict[str, list[str]]:
+    """Two real paperqa_4k documents with their questions, plus an empty and a whitespace-only
+    document with one question each. Returns the question ids by kind (real, on_empty)."""
+    documents, questions = read_dev_benchmark(dev_evalsets, "paperqa_4k")
+    real = documents[:2]
+    real_ids = {d["doc_id"] for d in real}
+    real_questions = [q for q in questions if q["doc_id"] in real_ids]
+    hollow = [{"doc_id": "empty", "text": ""}, {"doc_id": "blank", "text": "  \n\t \n "}]
+    template = real_questions[0]
+    on_empty = [{**template, "id": f"on-{d['doc_id']}", "doc_id": d["doc_id"]} for d in hollow]
+    write_plain_benchmark(folder, name, real + hollow, real_questions + on_empty)
+    return {"real": [q["id"] for q in real_questions], "on_empty": [q["id"] for q in on_empty]}

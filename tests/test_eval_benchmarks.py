@@ -2,7 +2,6 @@
 suites, and refusal of malformed or malicious input."""
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import pickle
@@ -18,6 +17,7 @@ from evaluation.benchmarks import (
     load_plain_pickle,
     load_suite,
 )
+from tests.eval_data import write_plain_benchmark
 
 
 def test_plain_benchmark_loads_questions_and_documents(dev_evalsets: Path) -> None:
@@ -48,7 +48,9 @@ def test_open_question_has_no_options_and_keeps_all_answers(dev_evalsets: Path) 
 
 
 def test_suite_holds_every_dev_benchmark_sorted(dev_evalsets: Path) -> None:
-    names = [b.name for b in load_suite(dev_evalsets)]
+    suite = load_suite(dev_evalsets)
+    assert suite.skipped == []
+    names = [b.name for b in suite.benchmarks]
     assert names == [
         "coursera", "legal_contract_qa", "longbench_v2_long_dialogue", "loogle_shortdep_qa_sample",
         "natural_question", "paperqa_4k", "quality", "tpo",
@@ -57,26 +59,20 @@ def test_suite_holds_every_dev_benchmark_sorted(dev_evalsets: Path) -> None:
 
 def test_suite_only_keeps_named_benchmarks(dev_evalsets: Path) -> None:
     suite = load_suite(dev_evalsets, only=["tpo", "paperqa_4k"])
-    assert [b.name for b in suite] == ["paperqa_4k", "tpo"]
-    assert [b.has_evidence for b in suite] == [True, False]
+    assert [b.name for b in suite.benchmarks] == ["paperqa_4k", "tpo"]
+    assert [b.has_evidence for b in suite.benchmarks] == [True, False]
 
 
-def test_suite_refuses_an_unknown_benchmark_name(dev_evalsets: Path) -> None:
-    with pytest.raises(BenchmarkError, match="no benchmark named nope; available: coursera"):
-        load_suite(dev_evalsets, only=["nope"])
-
-
-def _write_plain(folder: Path, name: str, documents: list[dict], questions: list[dict]) -> Path:
-    with gzip.open(folder / f"{name}.documents.jsonl.gz", "wt", encoding="utf-8") as handle:
-        for row in documents:
-            handle.write(json.dumps(row) + "\n")
-    path = folder / f"{name}.questions.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in questions), encoding="utf-8")
-    return path
+def test_suite_skips_an_unknown_benchmark_name_and_keeps_the_known_one(dev_evalsets: Path) -> None:
+    suite = load_suite(dev_evalsets, only=["tpo", "nope"])
+    assert [b.name for b in suite.benchmarks] == ["tpo"]
+    [skip] = suite.skipped
+    assert (skip.name, skip.reason) == ("nope", "unknown_benchmark")
+    assert "--only nope: no benchmark named nope in" in skip.detail and "available: coursera, legal_contract_qa" in skip.detail
 
 
 def test_question_on_a_missing_document_names_file_and_line(tmp_path: Path) -> None:
-    path = _write_plain(
+    path = write_plain_benchmark(
         tmp_path, "tiny", [{"doc_id": "d1", "text": "Some text."}],
         [{"id": "q1", "doc_id": "d1", "question": "?", "answers": ["a"]},
          {"id": "q2", "doc_id": "d9", "question": "?", "answers": ["a"]}],
@@ -93,7 +89,7 @@ def test_questions_file_without_documents_file_says_what_is_missing(tmp_path: Pa
 
 
 def test_broken_json_line_is_reported_with_its_line_number(tmp_path: Path) -> None:
-    path = _write_plain(tmp_path, "bad", [{"doc_id": "d1", "text": "x"}], [])
+    path = write_plain_benchmark(tmp_path, "bad", [{"doc_id": "d1", "text": "x"}], [])
     path.write_text('{"id": "q1", "doc_id": "d1", "question": "?", "answers": ["a"]}\n{not json\n')
     with pytest.raises(BenchmarkError, match=r"bad.questions.jsonl:2: not valid JSON"):
         load_plain_benchmark(path)
@@ -196,7 +192,7 @@ def test_paper_item_without_sentences_is_named(tmp_path: Path) -> None:
 
 
 def test_suite_mixes_plain_and_paper_files(tmp_path: Path) -> None:
-    _write_plain(tmp_path, "tiny", [{"doc_id": "d1", "text": "Some text."}],
+    write_plain_benchmark(tmp_path, "tiny", [{"doc_id": "d1", "text": "Some text."}],
                  [{"id": "q1", "doc_id": "d1", "question": "?", "answers": ["a"]}])
     (tmp_path / "paper.json").write_text(json.dumps(PAPER_TESTSET))
-    assert [b.name for b in load_suite(tmp_path)] == ["narrativeqa", "quality", "tiny"]
+    assert [b.name for b in load_suite(tmp_path).benchmarks] == ["narrativeqa", "quality", "tiny"]

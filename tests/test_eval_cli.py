@@ -20,7 +20,7 @@ def test_evaluate_writes_the_report_to_out(dev_evalsets: Path, tokenizer_path: P
         "--tokenizer", str(tokenizer_path),
     ])
     assert result.exit_code == 0, result.output
-    assert "| paperqa_4k | oracle | 4 |" in result.output
+    assert "| paperqa_4k | oracle | 4 | 1.000 |" in result.output  # n (retrieval), then recall@10
     assert f"report: {out / 'report.md'}" in result.output
     summary = json.loads((out / "config.json").read_text())
     assert summary["config"]["retrievers"] == ["bm25", "oracle"]
@@ -39,11 +39,14 @@ def test_evaluate_defaults_to_data_evals_run_id(dev_evalsets: Path, tokenizer_pa
     assert json.loads((run / "config.json").read_text())["run_id"] == run.name
 
 
-def test_evaluate_unknown_benchmark_is_a_clear_error(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["evaluate", "--benchmarks", str(dev_evalsets), "--only", "squad", "--out", str(tmp_path),
+def test_evaluate_with_only_unknown_benchmarks_is_a_clear_error(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["evaluate", "--benchmarks", str(dev_evalsets), "--only", "squad", "--out", str(out),
                                  "--tokenizer", str(tokenizer_path)])
     assert result.exit_code == 2
-    assert "no benchmark named squad; available:" in result.output
+    assert "nothing to evaluate, every benchmark was skipped: squad (unknown_benchmark: --only squad: no benchmark named squad" in result.output
+    assert "available: coursera, legal_contract_qa" in result.output
+    assert not out.exists()
 
 
 def test_evaluate_unknown_retriever_is_a_clear_error(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path) -> None:
@@ -95,6 +98,7 @@ def test_evaluate_runs_the_llm_protocol_with_the_shared_cache(dev_evalsets: Path
         assert result.exit_code == 0, result.output
         assert server.requests == 2  # one answer, one verdict
     assert (tmp_path / "cache" / "llm.sqlite").is_file()
-    assert "| natural_question | bm25 | 1 |" in result.output and "llm_correct" in result.output
+    assert "| n (llm_correct) | llm_correct |" in result.output
+    assert "| natural_question | bm25 | 0 | " in result.output and "| 1 | 1.000 | 1 | 1.000 |" in result.output
     [row] = [json.loads(line) for line in (tmp_path / "report" / "questions.jsonl").read_text().splitlines()]
     assert row["llm_correct"] == 1.0 and row["llm_answer"] == "April 25, 2018"

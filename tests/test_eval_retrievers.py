@@ -22,7 +22,7 @@ from evaluation.retrievers import (
 )
 from evaluation.units import units_from_texts
 from pipeline.tokenize import load_tokenizer
-from tests.eval_data import CONTRACT_UNITS
+from tests.eval_data import CONTRACT_UNITS, benchmark_with_empty_documents
 
 UNITS = CONTRACT_UNITS
 
@@ -59,6 +59,44 @@ def test_dense_default_model_is_the_packaged_minilm(document) -> None:
     assert rank_units(first)[0] == 4
     assert rank_units(second)[0] == 1
     assert np.all(first <= 1.0001) and np.all(first >= -1.0001)  # cosine similarities
+
+
+def test_dense_encodes_each_document_once_for_all_its_questions(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from evaluation.retrievers import _load_encoder
+    from evaluation.run import EvalConfig, run_evaluation
+    from pipeline.config import CorpusConfig
+
+    model = _load_encoder(str(default_dense_model()), "cpu")
+    calls: list[int] = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda texts, **options: calls.append(len(texts)) or encode(texts, **options))
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    benchmark_with_empty_documents(dev_evalsets, suite)  # two paperqa_4k documents with all their questions
+    config = EvalConfig(benchmarks=str(suite), retrievers=["dense"], dense_precision="bfloat16", bootstrap_samples=20,
+                        corpus=CorpusConfig(tokenizer=str(tokenizer_path)))
+    result = run_evaluation(config, tmp_path / "out")
+    units = {r["doc_id"]: r["doc_units"] for r in result.rows}
+    questions = {}
+    for row in result.rows:
+        questions[row["doc_id"]] = questions.get(row["doc_id"], 0) + 1
+    assert max(questions.values()) > 1  # some document has several questions
+    # one call with the document's units and one with its questions, per document
+    assert sorted(calls) == sorted([*units.values(), *questions.values()])
+    assert result.summary["retrieval"]["dense"]["units"] == sum(units.values())
+    assert result.summary["retrieval"]["dense"]["units_per_s"] > 0
+
+
+def test_dense_in_bfloat16_gives_the_float32_embeddings_closely(document) -> None:
+    texts = list(document.units)
+    exact = make_retriever("dense").encode(texts)
+    fast = make_retriever("dense", dense_precision="bfloat16").encode(texts)
+    assert fast.shape == exact.shape == (len(UNITS), 384)
+    assert (exact * fast).sum(axis=1).min() > 0.999  # cosine of unit vectors
+    questions = [Query("a", "How long does the contract last?"), Query("b", "When must the invoice be paid?")]
+    first, second = make_retriever("dense", dense_precision="bfloat16").score_document(document, questions)
+    assert (rank_units(first)[0], rank_units(second)[0]) == (4, 1)
 
 
 def test_dense_with_a_missing_model_folder_says_what_to_give(tmp_path: Path) -> None:
@@ -100,7 +138,7 @@ def test_chunk_retriever_gives_units_their_chunk_score_and_top_chunks_as_context
 
 
 def test_unit_retriever_context_is_top_k_in_document_order(document) -> None:
-    retriever = OracleRetriever()
+    retriever = RandomRetriever()
     scores = np.array([0.1, 0.9, 0.0, 0.5, 0.7, 0.2], dtype=np.float32)
     assert retriever.context_units(document, scores, k=3) == [1, 3, 4]
 
