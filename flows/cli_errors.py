@@ -16,7 +16,7 @@ import errno
 import signal
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NoReturn
+from typing import Callable, Iterator, NoReturn
 
 import typer
 
@@ -39,13 +39,14 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextmanager
-def interruptible(resume_hint: str = "rerun the same command to resume",
-                  data_root: Path | None = None) -> Iterator[None]:
+def interruptible(resume_hint: str = "rerun the same command to resume", data_root: Path | None = None,
+                  detail: Callable[[], str] | None = None) -> Iterator[None]:
     """Turn SIGTERM into an exception like SIGINT's, and either into one line and exit 128 + signal.
 
     Temporary files are removed by the ``with`` blocks that made them as the exception passes;
     what a signal landing between two of those steps leaves (a lock file, a temporary shard) is
-    swept from ``data_root``'s staging folders. Finished work (shards, checkpoints) stays.
+    swept from ``data_root``'s staging folders. Finished work (shards, checkpoints) stays;
+    ``detail()``, read when the signal comes, says what (``": 3 finished benchmark(s) kept in ..."``).
     """
 
     def on_sigterm(signum, frame):
@@ -60,7 +61,8 @@ def interruptible(resume_hint: str = "rerun the same command to resume",
             from pipeline.store import sweep_staging
 
             sweep_staging(data_root)
-        typer.echo(f"interrupted ({signal.Signals(signum).name}); {resume_hint}", err=True)
+        said = detail() if detail is not None else ""
+        typer.echo(f"interrupted ({signal.Signals(signum).name}){said}; {resume_hint}", err=True)
         raise typer.Exit(128 + signum) from None
     finally:
         signal.signal(signal.SIGTERM, previous)

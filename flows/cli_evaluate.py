@@ -15,18 +15,16 @@ Exit codes of `linkscan evaluate`:
 from __future__ import annotations
 
 import os
-import signal
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import typer
 
+from flows.cli_errors import EXIT_PENDING, fail, interruptible
+from pipeline.hub import hub_problem
+
 DEFAULT_TOKENIZER = "EleutherAI/gpt-neox-20b"
-EXIT_INPUT = 2
-EXIT_INCOMPLETE = 3
-EXIT_PENDING = 75  # sysexits' EX_TEMPFAIL, as `linkscan generate` uses it
-HUB_PROBE_TIMEOUT_S = 5.0
+EXIT_INCOMPLETE = 3  # finished, with benchmarks or questions skipped or not measured
 
 
 def _quiet_model_loading() -> None:
@@ -36,54 +34,21 @@ def _quiet_model_loading() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_INPUT)
-
-
 # -- inputs checked before any work: the hub, the tokenizer, scanner checkpoints, the device -------
 
 def _looks_local(name: str) -> bool:
     return Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.endswith(".json")
 
 
-def _hub_problem(repo_id: str) -> str | None:
-    """Why the Hugging Face hub cannot serve ``repo_id`` right now, or None. One request with a short
-    timeout: an offline machine is told at once, not after the hub client's retries (half a minute)."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
-
-    if constants.HF_HUB_OFFLINE:
-        return "HF_HUB_OFFLINE is set"
-    try:
-        response = get_session().head(f"{constants.ENDPOINT}/api/models/{repo_id}", timeout=HUB_PROBE_TIMEOUT_S)
-    except Exception as error:  # the HTTP client raises many types; all mean "not reachable from here"
-        return f"{constants.ENDPOINT} not reachable: {type(error).__name__}: {error}"
-    if response.status_code == 404:
-        return f"no repository {repo_id} on {constants.ENDPOINT}"
-    return None
-
-
-def load_tokenizer_or_fail(name: str):
+def load_tokenizer_orfail(name: str):
     """The tokenizer of --tokenizer, loaded before any work; an `error:` line (exit 2) when it cannot
     be: a missing file, or a hub id with no network and no cached copy (a cached copy is used offline)."""
-    from huggingface_hub import try_to_load_from_cache
-
     from pipeline.tokenize import load_tokenizer
 
     try:
-        if _looks_local(name):
-            return load_tokenizer(name)
-        problem = _hub_problem(name)
-        if problem is None:
-            return load_tokenizer(name)
-        cached = try_to_load_from_cache(name, "tokenizer.json")
-        if isinstance(cached, str):
-            return load_tokenizer(cached)
+        return load_tokenizer(name)
     except (FileNotFoundError, ValueError) as error:
-        _fail(f"--tokenizer {name}: {error}")
-    _fail(f"--tokenizer {name}: cannot load it from the Hugging Face hub ({problem}) and there is no cached copy; "
-          "pass --tokenizer <path to a local tokenizer.json> (the scanner's: gpt-neox-20b)")
+        fail(f"--tokenizer {name}: {error}")
 
 
 def check_scanner_checkpoints(specs: List[str]) -> None:
@@ -94,18 +59,18 @@ def check_scanner_checkpoints(specs: List[str]) -> None:
         if kind != "scanner" or not checkpoint or Path(checkpoint).expanduser().exists():
             continue
         if checkpoint.count("/") != 1 or checkpoint.startswith((".", "/", "~")):
-            _fail(f"--retriever {spec}: no folder {checkpoint}; pass a checkpoint folder (config.json + model.safetensors), "
+            fail(f"--retriever {spec}: no folder {checkpoint}; pass a checkpoint folder (config.json + model.safetensors), "
                   "a training run folder (<data>/models/<name>/<run>), or a hub id owner/name")
-        problem = _hub_problem(checkpoint)
+        problem = hub_problem(checkpoint)
         if problem is not None:
-            _fail(f"--retriever {spec}: not a local folder, and the Hugging Face hub cannot serve it ({problem}); "
+            fail(f"--retriever {spec}: not a local folder, and the Hugging Face hub cannot serve it ({problem}); "
                   "download the checkpoint where there is network and pass its local folder")
 
 
 def resolve_device(device: str, specs: List[str]) -> str:
     """``auto``: CUDA when there is a GPU (only dense and scanner retrievers use one), else the CPU."""
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        _fail(f"--device {device}: use auto, cpu or cuda (cuda:N for one GPU of several)")
+        fail(f"--device {device}: use auto, cpu or cuda (cuda:N for one GPU of several)")
     needs_model = any(spec.partition(":")[0] in ("dense", "dense-chunks", "scanner") for spec in specs)
     if device == "cpu" or (device == "auto" and not needs_model):
         return "cpu"
@@ -114,40 +79,20 @@ def resolve_device(device: str, specs: List[str]) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        _fail(f"--device {device}: torch sees no CUDA device here; use --device cpu (or auto)")
+        fail(f"--device {device}: torch sees no CUDA device here; use --device cpu (or auto)")
     return device
 
 
-# -- stopping on a signal, keeping what is finished ------------------------------------------------
+def _finished_line(out_dir: Path, rid: str):
+    """What an interrupted run kept, for the one line it ends with."""
+    def describe() -> str:
+        from evaluation.finished import finished_benchmarks
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGINT arrived. A KeyboardInterrupt, so it also leaves an asyncio loop (which
-    swallows other exceptions raised in its callbacks)."""
+        names = finished_benchmarks(out_dir, rid)
+        return (f": {len(names)} finished benchmark(s) kept in {out_dir} ({', '.join(names)})" if names
+                else f": no benchmark finished yet in {out_dir}")
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def interrupt_on_signals() -> Iterator[None]:
-    def interrupt(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _say_interrupted(interrupted: Interrupted, out_dir: Path, rid: str) -> None:
-    from evaluation.finished import finished_benchmarks
-
-    names = finished_benchmarks(out_dir, rid)
-    kept = f"{len(names)} finished benchmark(s) kept in {out_dir} ({', '.join(names)})" if names else f"no benchmark finished yet in {out_dir}"
-    typer.echo(f"interrupted ({signal.Signals(interrupted.signum).name}): {kept}; rerun the same command to resume", err=True)
+    return describe
 
 
 def _print_outcome(result, k: int, out_dir: Path) -> None:
@@ -205,7 +150,7 @@ def evaluate(
     from training.checkpoint import CheckpointError
 
     if bool(llm_base_url) != bool(llm_model):
-        _fail("--llm-base-url and --llm-model go together (the LLM protocol needs both)")
+        fail("--llm-base-url and --llm-model go together (the LLM protocol needs both)")
     root = resolve_data_root(data)
     try:
         llm = None
@@ -228,9 +173,9 @@ def evaluate(
             llm=llm,
         )
     except ValidationError as error:
-        _fail(f"invalid option: {error.errors()[0]['loc'][-1]}: {error.errors()[0]['msg']}")
+        fail(f"invalid option: {error.errors()[0]['loc'][-1]}: {error.errors()[0]['msg']}")
     check_scanner_checkpoints(config.retrievers)
-    loaded_tokenizer = load_tokenizer_or_fail(tokenizer)
+    loaded_tokenizer = load_tokenizer_orfail(tokenizer)
     rid = run_id(config)
     out_dir = out or root / "evals" / rid
     _quiet_model_loading()
@@ -242,18 +187,15 @@ def evaluate(
         try:
             api_key = resolve_api_key(config.llm, os.environ)
         except MissingAPIKeyError as error:
-            _fail(str(error))
+            fail(str(error))
         client = LLMClient(config.llm, api_key=api_key, cache_path=root / "cache" / "llm.sqlite")
     try:
-        with interrupt_on_signals():
+        with interruptible(detail=_finished_line(out_dir, rid)):
             result = run_evaluation(config, out_dir, tokenizer=loaded_tokenizer, llm_client=client, progress=typer.echo)
-    except Interrupted as interrupted:
-        _say_interrupted(interrupted, out_dir, rid)
-        raise typer.Exit(128 + interrupted.signum)
     except (BenchmarkError, RetrieverError, OutputFolderError, FileNotFoundError) as error:
-        _fail(str(error))
+        fail(str(error))
     except CheckpointError as error:
-        _fail(f"--retriever scanner: {error}")
+        fail(f"--retriever scanner: {error}")
     finally:
         if client is not None:
             client.close_cache()
@@ -288,23 +230,23 @@ def retrieve(
     from training.checkpoint import CheckpointError
 
     if retriever == "oracle":
-        _fail("the oracle needs gold evidence; use it with `linkscan evaluate`")
+        fail("the oracle needs gold evidence; use it with `linkscan evaluate`")
     check_scanner_checkpoints([retriever])
-    loaded = load_tokenizer_or_fail(tokenizer)
+    loaded = load_tokenizer_orfail(tokenizer)
     _quiet_model_loading()
     try:
         chosen = make_retriever(retriever, seed=seed, tokenizer=loaded, device=resolve_device(device, [retriever]))
         chosen.prepare()
     except RetrieverError as error:
-        _fail(str(error))
+        fail(str(error))
     except CheckpointError as error:
-        _fail(f"--retriever {retriever}: {error}")
+        fail(f"--retriever {retriever}: {error}")
     config = CorpusConfig(tokenizer=tokenizer)
     drops = Drops()
     raw = next(iter(read_documents(document, config, drops)), None)
     if raw is None:
         reasons = ", ".join(drops.as_dict()) or "no documents"
-        _fail(f"{document}: nothing readable ({reasons}); give a UTF-8 .txt, .md, .html, .jsonl or .parquet file")
+        fail(f"{document}: nothing readable ({reasons}); give a UTF-8 .txt, .md, .html, .jsonl or .parquet file")
     units = segment_document(str(document), raw.text, Segmenter(config, loaded))
     [scores] = chosen.score_document(units, [Query("cli", question)])
     table = Table("rank", "unit", "score", "text", title=f"{chosen.name}: top {min(k, len(units))} of {len(units)} units ({units.n_tokens:,} tokens)")

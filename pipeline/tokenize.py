@@ -48,6 +48,17 @@ def _load(name_or_path: str) -> Tokenizer:
             raise ValueError(f"{path}: not a Hugging Face tokenizer.json ({error})") from None
     if path.suffix == ".json" or name_or_path.startswith((".", "/", "~")):
         raise FileNotFoundError(f"{name_or_path}: tokenizer file not found (check the tokenizer path)")
+    from pipeline.hub import cached_file, hub_problem
+
+    cached = cached_file(name_or_path, "tokenizer.json")  # downloaded before: no network needed
+    if cached is not None:
+        return Tokenizer.from_file(cached)
+    problem = hub_problem(name_or_path)
+    if problem is not None:
+        raise ValueError(
+            f"tokenizer {name_or_path!r}: the Hugging Face hub cannot serve it ({problem}) and there is no cached "
+            "copy; point the tokenizer at a local tokenizer.json (the scanner's: gpt-neox-20b)"
+        )
     try:
         return Tokenizer.from_pretrained(name_or_path)
     except Exception as error:

@@ -44,9 +44,10 @@ def test_evaluate_with_the_hub_tokenizer_and_no_network_fails_at_once(dev_evalse
     run = _offline_linkscan(tmp_path, "evaluate", "--benchmarks", str(dev_evalsets), "--only", "paperqa_4k", "--out", str(out))
     assert run.returncode == 2, run.stderr
     line = one_error_line(run.stderr)
-    assert line.startswith("error: --tokenizer EleutherAI/gpt-neox-20b: cannot load it from the Hugging Face hub")
+    assert line.startswith("error: --tokenizer EleutherAI/gpt-neox-20b: tokenizer 'EleutherAI/gpt-neox-20b': "
+                           "the Hugging Face hub cannot serve it")
     assert "not reachable" in line and "there is no cached copy" in line
-    assert "pass --tokenizer <path to a local tokenizer.json>" in line
+    assert "point the tokenizer at a local tokenizer.json" in line
     assert not out.exists()
 
 
@@ -55,14 +56,15 @@ def test_retrieve_with_the_hub_tokenizer_and_no_network_fails_at_once(tmp_path: 
     document.write_text("The lease ends in March. The rent is paid monthly.")
     run = _offline_linkscan(tmp_path, "retrieve", "--retriever", "bm25", "--document", str(document), "--question", "When?")
     assert run.returncode == 2, run.stderr
-    assert one_error_line(run.stderr).startswith("error: --tokenizer EleutherAI/gpt-neox-20b: cannot load it")
+    assert one_error_line(run.stderr).startswith("error: --tokenizer EleutherAI/gpt-neox-20b: tokenizer 'EleutherAI/gpt-neox-20b': "
+                                                 "the Hugging Face hub cannot serve it")
 
 
 def test_the_hub_offline_mode_is_named_as_the_reason() -> None:
     result = runner.invoke(app, ["retrieve", "--retriever", "bm25", "--document", str(REPO / "README.md"),
                                  "--question", "?"])  # the tests run with HF_HUB_OFFLINE=1 (conftest)
     assert result.exit_code == 2
-    assert "cannot load it from the Hugging Face hub (HF_HUB_OFFLINE is set)" in result.output
+    assert "the Hugging Face hub cannot serve it (HF_HUB_OFFLINE is set) and there is no cached copy" in result.output
 
 
 @pytest.mark.parametrize("command", ["evaluate", "retrieve"])

@@ -207,3 +207,18 @@ def test_inspect_of_a_truncated_shard_is_one_line(corpus, tokenizer_path, tmp_pa
     result = linkscan("inspect", "rfc", "--data", str(data))
     assert result.returncode == 2
     assert "train-00000-of-00004.parquet: not a readable Parquet shard" in one_error_line(result.stderr)
+
+
+def test_a_hub_tokenizer_with_no_network_fails_at_once_in_one_line(corpus, tmp_path):
+    from tests.conftest import REPO as repo
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "generate", "--corpus", str(corpus), "--data",
+                             str(tmp_path / "data"), "--tokenizer", "EleutherAI/gpt-neox-20b"],
+                            cwd=repo, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == EXIT_USAGE
+    line = one_error_line(result.stderr)
+    assert "the Hugging Face hub cannot serve it (http://127.0.0.1:9 not reachable" in line
+    assert "Retrying" not in result.stderr and time.monotonic() - started < 60
+    assert not (tmp_path / "data" / "datasets").exists()
