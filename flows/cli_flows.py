@@ -79,20 +79,99 @@ def serve(
 
 def demo(
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $LINKSCAN_DATA, else ./data)."),
+    llm: bool = typer.Option(False, "--llm", help="Generate with a real local model (llama.cpp with SmolLM2-135M-Instruct; the llm-local extra) instead of the offline generator."),
 ) -> None:
-    """Generate a dataset from the embedded demo corpus with the offline generator, and show it."""
+    """Generate a dataset from the embedded demo corpus with the offline generator, and show it.
+
+    With --llm: start a local OpenAI-compatible server with a small real model, generate a few
+    examples with the LLM back end (no API key), and show them."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.generate import generate
     from flows.runtime import resolve_data_root
 
     root = resolve_data_root(str(data) if data else None)
+    if llm:
+        typer.echo(demo_llm(root))
+        return
+    from flows.generate import generate
+
     result = generate(data_root=str(root))
     typer.echo(demo_summary(Path(result["path"]), root))
     if not os.environ.get("PREFECT_API_URL"):
         typer.echo("its linkscan.dataset.published event went to a temporary Prefect server (gone now); with "
                    "`make serve` running, `prefect deployment run 'generate/default'` announces this version there, "
                    "which starts training on it")
+    typer.echo(next_steps(root))
+
+
+def _here(program: str) -> str:
+    """How to type ``program`` of this environment from the current folder (``.venv/bin/linkscan``
+    when it is not on PATH), so the printed commands run as pasted."""
+    import shutil
+
+    mine = Path(sys.executable).with_name(program)
+    if shutil.which(program) == str(mine) or not mine.exists():
+        return program
+    try:
+        return str(mine.relative_to(Path.cwd()))
+    except ValueError:
+        return str(mine)
+
+
+def next_steps(data_root: Path) -> str:
+    linkscan = _here("linkscan")
+    return "\n".join([
+        "next:",
+        f"  1. your own corpus: {linkscan} generate --corpus 'docs/*.jsonl' --name mine --data {data_root} "
+        "--tokenizer ../shared/tokenizers/gpt-neox-20b/tokenizer.json",
+        "  2. the chain under Prefect: `make serve` in one shell, then in another: "
+        f"PREFECT_API_URL=http://127.0.0.1:4200/api {_here('prefect')} deployment run 'generate/default'",
+        f"  3. train and evaluate: {linkscan} train --dataset {data_root}/datasets/demo --out {data_root}/models/demo/cpu "
+        f"--preset cpu-example; {linkscan} evaluate --benchmarks ../shared/evalsets/dev --only paperqa_4k "
+        "--retriever bm25 --retriever random --tokenizer ../shared/tokenizers/gpt-neox-20b/tokenizer.json",
+    ])
+
+
+def demo_llm(data_root: Path) -> str:
+    """Two short demo documents through the LLM back end against the local server; the summary."""
+    from flows.cli_errors import EXIT_FAILED, fail
+    from flows.demo import bundled_tokenizer, build_llm_demo_corpus, demo_corpus_dir
+    from flows.local_llm import LocalLLMError, LocalLLMServer, missing_reason
+    from generators.config import GenerateConfig
+    from generators.llm.config import LLMConfig
+    from generators.progress import GenerationProgress, show_progress
+    from generators.stage import GenerationError, run_generation
+    from pipeline.config import CorpusConfig
+
+    reason = missing_reason()
+    if reason:
+        fail(f"{reason} (`make demo-llm` installs it)")
+    corpus = build_llm_demo_corpus(demo_corpus_dir(data_root) / "llm")
+    typer.echo("starting the local LLM server (llama.cpp, SmolLM2-135M-Instruct, CPU) ...", err=True)
+    try:
+        with LocalLLMServer(n_ctx=4096) as server:
+            config = GenerateConfig(
+                name="demo-llm", corpus=[str(corpus)], generator="llm", method="chunk", num_shards=1,
+                corpus_config=CorpusConfig(tokenizer=str(bundled_tokenizer(data_root)), chunk_tokens=800),
+                # One request at a time (the server has one slot); CPU answers take tens of seconds.
+                llm=LLMConfig(base_url=server.url, model=server.model, concurrency=1, timeout_s=600,
+                              max_attempts=3, max_tokens=256),
+            )
+            typer.echo(f"generating with {server.model} at {server.url} (one request at a time; a few minutes)", err=True)
+            result = run_generation(config, data_root, progress=lambda plan: show_progress(
+                GenerationProgress([p for shard in plan.shard_inputs for p in shard])))
+    except LocalLLMError as error:
+        fail(str(error), EXIT_FAILED)
+    except GenerationError as error:
+        fail(str(error), EXIT_FAILED)
+    return "\n".join([
+        demo_summary(result.path, data_root),
+        "what this is: examples written by a 135M-parameter model on a CPU. Expect questions that are "
+        "vague, repeat the passage or miss the point; many answers fail validation and are counted as drops. "
+        "It shows the protocol end to end (structured output, validation, the cache), not the quality a real "
+        "model gives. The same settings point at vLLM, Ollama or OpenAI with --llm-base-url and --llm-model "
+        "(README, 'Back ends').",
+    ])
 
 
 def demo_summary(path: Path, data_root: Path) -> str:
@@ -116,10 +195,11 @@ def demo_summary(path: Path, data_root: Path) -> str:
         lines.append("sample questions (DuckDB):")
         for question, positives, distance in duckdb.sql(query).fetchall():
             lines.append(f"  - {question}  [evidence units {positives}, link distance {distance}]")
+    python = _here("python")
     lines += [
         "look at it:",
-        f"  linkscan inspect {name} --data {data_root}",
-        f"  python -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"",
-        f"  python -c \"import datasets; print(datasets.load_dataset('parquet', data_files='{glob}'))\"",
+        f"  {_here('linkscan')} inspect {name} --data {data_root}",
+        f"  {python} -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"",
+        f"  {python} -c \"import datasets; print(datasets.load_dataset('parquet', data_files='{glob}'))\"",
     ]
     return "\n".join(lines)

@@ -89,6 +89,18 @@ def _replace_if_changed(path: Path, payload: bytes) -> None:
         atomic_write(path, payload)
 
 
+def build_llm_demo_corpus(target: Path, documents: int = 2, max_chars: int = 12_000) -> Path:
+    """A small corpus for the LLM demo: the first ``documents`` reference documents, cut to about
+    ``max_chars`` characters at a paragraph, as one JSONL file (a few chunks: a CPU model is slow)."""
+    target.mkdir(parents=True, exist_ok=True)
+    picked = []
+    for document in python_reference_documents()[:documents]:
+        text = document["text"][:max_chars]
+        cut = text.rfind("\n\n")
+        picked.append({**document, "text": (text[:cut] if cut > 0 else text) + "\n"})
+    return _write_if_changed(target / "reference-excerpts.jsonl", picked)
+
+
 def demo_corpus_dir(data_root: Path) -> Path:
     return DataLayout(data_root).corpora / "demo"
 

@@ -2,8 +2,8 @@
 
 ``evaluate/default`` is started by ``linkscan.model.trained`` with the event's checkpoint, data
 folder and the dataset's tokenizer (so documents are segmented as the model was trained). The
-suite is ``benchmarks``, else ``<data>/evalsets``; with neither, the run says so and evaluates
-nothing. Reports go to ``<data>/evals/<run id>`` (``evaluation.run``); a rerun of the same run
+suite is ``benchmarks``, else ``<data>/evalsets``; with neither, the run fails and says where to
+put one. Reports go to ``<data>/evals/<run id>`` (``evaluation.run``); a rerun of the same run
 resumes from the benchmarks it finished. Skipped benchmarks and questions are logged as warnings
 and returned (``complete`` is False then).
 """
@@ -69,12 +69,12 @@ def evaluate(
     logger = get_run_logger()
     root = resolve_data_root(data_root)
     suite = Path(benchmarks) if benchmarks else root / "evalsets"
-    if not suite.is_dir():
-        logger.warning(
-            "no benchmark suite at %s: nothing was evaluated for %s; put benchmark files there or pass "
-            "benchmarks=<folder>", suite, checkpoint or "the baselines",
+    if not suite.is_dir():  # a run that evaluates nothing is not a success
+        raise FileNotFoundError(
+            f"no benchmark suite at {suite}: nothing to evaluate for {checkpoint or 'the baselines'}; put "
+            "benchmark files there, pass benchmarks=<folder>, or serve with `make serve` (which passes "
+            "../shared/evalsets/dev when it is there)"
         )
-        return {"checkpoint": checkpoint, "evaluated": False, "benchmarks": str(suite)}
     settings = options.model_dump()
     if checkpoint:
         settings["retrievers"] = [*settings["retrievers"], f"scanner:{checkpoint}"]

@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
+
 runner = CliRunner()
 
 

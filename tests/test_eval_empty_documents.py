@@ -14,6 +14,8 @@ from evaluation.units import DocumentUnits
 from pipeline.config import CorpusConfig
 from tests.eval_data import benchmark_with_empty_documents
 
+pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
+
 TEXT_RETRIEVERS = ["bm25", "bm25-chunks", "dense", "dense-chunks"]
 
 

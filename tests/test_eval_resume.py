@@ -17,6 +17,8 @@ from evaluation.finished import OutputFolderError, claim_out_dir
 from tests.conftest import REPO
 from tests.eval_data import link_dev_benchmark
 
+pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
+
 BENCHMARKS = ["a_legal", "b_legal", "c_legal", "d_legal"]
 TABLES = ["per_benchmark.json", "per_category.json", "per_length.json", "questions.jsonl"]
 

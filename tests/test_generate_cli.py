@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from pipeline.store import open_dataset
 
+pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
+
 
 @pytest.fixture(scope="module")
 def corpus(dev_corpus, tmp_path_factory) -> Path:

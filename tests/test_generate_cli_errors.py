@@ -21,6 +21,8 @@ from pipeline.store import DatasetWriter, open_dataset
 from tests.conftest import REPO
 from tests.llm_server import LLMTestServer, Reply
 
+pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
+
 
 @pytest.fixture(scope="module")
 def corpus(dev_corpus, tmp_path_factory) -> Path:

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from pipeline.inspect import render_example
 from tests.store_data import publish
+import pytest
+
+pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
 
 LINKSCAN = [sys.executable, "-m", "flows.cli"]
 REPO = Path(__file__).resolve().parent.parent

@@ -14,6 +14,8 @@ from pipeline.drops import Drops
 from pipeline.tokenize import load_tokenizer
 from schemas import records_to_table, validate_table
 
+pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
+
 SOURCES = ("gutenberg", "rfc", "scotus", "pydocs")
 
 

@@ -26,6 +26,8 @@ from flows import events
 from flows.server import server_env, start_server, stop_process, wait_healthy
 from pipeline.store import VersionStaging
 
+pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LINKSCAN = str(Path(sys.executable).with_name("linkscan"))

@@ -16,6 +16,8 @@ from training.loop import accumulate_gradients, configure_optimizer, constant_bc
 from training.model import ScannerModel
 from tests.probe_data import probe_examples, write_probe_dataset
 
+pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
+
 
 @pytest.fixture(scope="module")
 def dataset_path(tmp_path_factory, tokenizer_path, dev_corpus) -> Path:
