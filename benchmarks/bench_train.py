@@ -91,7 +91,7 @@ def bench_loop(name: str, micro_batch_tokens: int, dataset: str, variant: str, w
     from pipeline.store import open_dataset
 
     packed = variant != "loop-padded"
-    config = TrainConfig(dataset=dataset, out="-", config=name, backend="mamba_ssm", device="cuda",
+    config = TrainConfig(dataset=dataset, out="-", shape=name, backend="mamba_ssm", device="cuda",
                          tokens_per_step=micro_batch_tokens, micro_batch_tokens=micro_batch_tokens,
                          max_seq_tokens=micro_batch_tokens, pack=packed, cuda_graphs=variant.startswith("loop-graphs"),
                          match_loss_weight=1.0 if variant.endswith("match") else 0.0, max_steps=10_000, lr=1e-3)

@@ -40,7 +40,7 @@ def _looks_local(name: str) -> bool:
     return Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.endswith(".json")
 
 
-def load_tokenizer_orfail(name: str):
+def load_tokenizer_or_fail(name: str):
     """The tokenizer of --tokenizer, loaded before any work; an `error:` line (exit 2) when it cannot
     be: a missing file, or a hub id with no network and no cached copy (a cached copy is used offline)."""
     from pipeline.tokenize import load_tokenizer
@@ -119,17 +119,19 @@ def _print_outcome(result, k: int, out_dir: Path) -> None:
 def evaluate(
     benchmarks: Path = typer.Option(..., "--benchmarks", help="Folder of benchmark files (plain JSONL pairs and/or the paper's test-set .json/.pkl)."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated benchmark names to keep."),
-    retriever: List[str] = typer.Option(["bm25"], "--retriever", help="scanner:<checkpoint>, bm25, bm25-chunks, dense[:<path>], dense-chunks[:<path>], random, oracle; repeat for several."),
-    k: int = typer.Option(50, "--k", min=1, help="Units handed to the reader (answer containment, LLM); recall@k and hit@k get a column for it."),
+    retriever: Optional[List[str]] = typer.Option(None, "--retriever", help="scanner:<checkpoint>, bm25, bm25-chunks, dense[:<path>], dense-chunks[:<path>], random, oracle; repeat for several.", show_default="bm25"),
+    k: Optional[int] = typer.Option(None, "--k", min=1, help="Units handed to the reader (answer containment, LLM); recall@k and hit@k get a column for it.", show_default="50"),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <data>/evals/<run id>); rerunning into it resumes."),
     data: Optional[str] = typer.Option(None, "--data", help="Data folder (default: $LINKSCAN_DATA, else ./data)."),
-    tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--tokenizer", help="Tokenizer hub id or local tokenizer.json (the scanner's)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer hub id or local tokenizer.json (the scanner's).", show_default=DEFAULT_TOKENIZER),
     max_questions: Optional[int] = typer.Option(None, "--max-questions", min=1, help="Evaluate only the first N questions of each benchmark."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random retriever and the bootstrap."),
-    scanner_mode: str = typer.Option("single_pass", "--scanner-mode", help="single_pass or sliding_window (the paper's 120k/60k windows)."),
-    device: str = typer.Option("auto", "--device", help="Device of the scanner and dense models: auto (cuda when there is a GPU), cpu, cuda."),
-    dense_precision: str = typer.Option("float32", "--dense-precision", help="float32, or bfloat16 (autocast: up to 2.5x faster on a CPU with AMX; on a GPU float32 is faster)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random retriever and the bootstrap.", show_default="0"),
+    scanner_mode: Optional[str] = typer.Option(None, "--scanner-mode", help="single_pass or sliding_window (the paper's 120k/60k windows).", show_default="single_pass"),
+    device: Optional[str] = typer.Option(None, "--device", help="Device of the scanner and dense models: auto (cuda when there is a GPU), cpu, cuda.", show_default="auto"),
+    dense_precision: Optional[str] = typer.Option(None, "--dense-precision", help="float32, or bfloat16 (autocast: up to 2.5x faster on a CPU with AMX; on a GPU float32 is faster).", show_default="float32"),
     include_unscored: bool = typer.Option(False, "--include-unscored", help="Also evaluate benchmarks where no metric applies with these options (predictions only)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="YAML file of EvalConfig settings (evaluation.run); the options given here win."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Any EvalConfig setting by its dotted name, e.g. --set bootstrap_samples=200 --set corpus.chunk_tokens=2000 (last word)."),
     llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint: enables the answer-and-judge protocol."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="Model that answers and judges (with --llm-base-url)."),
     llm_api_key_env: str = typer.Option("OPENAI_API_KEY", "--llm-api-key-env", help="Environment variable holding the API key (local servers need none)."),
@@ -139,43 +141,37 @@ def evaluate(
     Exit 0: all measured; 2: bad input, nothing done; 3: finished with skips (named in the report);
     75: LLM requests to retry (rerun later); 130/143: interrupted by SIGINT/SIGTERM, finished
     benchmarks kept (rerun to resume)."""
-    from pydantic import ValidationError
-
     from evaluation.benchmarks import BenchmarkError
     from evaluation.finished import OutputFolderError
     from evaluation.retrievers import RetrieverError
     from evaluation.run import EvalConfig, run_evaluation, run_id
     from flows.runtime import resolve_data_root
-    from pipeline.config import CorpusConfig
+    from pipeline.settings import SettingsError, load_settings
     from training.checkpoint import CheckpointError
 
     if bool(llm_base_url) != bool(llm_model):
         fail("--llm-base-url and --llm-model go together (the LLM protocol needs both)")
     root = resolve_data_root(data)
+    llm = None
+    if llm_base_url:
+        llm = {"base_url": llm_base_url, "model": llm_model, "api_key_env": llm_api_key_env}
+    options = {
+        "benchmarks": str(benchmarks.resolve()),
+        "only": [name.strip() for name in only.split(",") if name.strip()] if only else None,
+        "retrievers": retriever or None, "k": k, "max_questions": max_questions, "seed": seed,
+        "corpus.tokenizer": tokenizer, "scanner_mode": scanner_mode, "dense_precision": dense_precision,
+        "include_unscored": include_unscored or None, "llm": llm,
+    }
     try:
-        llm = None
-        if llm_base_url:
-            from generators.llm.config import LLMConfig
-
-            llm = LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env)
-        config = EvalConfig(
-            benchmarks=str(benchmarks.resolve()),
-            only=[name.strip() for name in only.split(",") if name.strip()] if only else None,
-            retrievers=retriever,
-            k=k,
-            max_questions=max_questions,
-            seed=seed,
-            corpus=CorpusConfig(tokenizer=tokenizer),
-            scanner_mode=scanner_mode,
-            device=resolve_device(device, retriever),
-            dense_precision=dense_precision,
-            include_unscored=include_unscored,
-            llm=llm,
-        )
-    except ValidationError as error:
-        fail(f"invalid option: {error.errors()[0]['loc'][-1]}: {error.errors()[0]['msg']}")
+        config = load_settings(EvalConfig, config_file, options, sets or ())
+    except SettingsError as error:
+        fail(str(error))
+    # The device: the option, else the file's or --set's, else auto (CUDA for models when there is a GPU).
+    chosen_device = device or (config.device if "device" in config.model_fields_set else "auto")
+    config = config.model_copy(update={"device": resolve_device(chosen_device, config.retrievers)})
+    tokenizer = config.corpus.tokenizer
     check_scanner_checkpoints(config.retrievers)
-    loaded_tokenizer = load_tokenizer_orfail(tokenizer)
+    loaded_tokenizer = load_tokenizer_or_fail(tokenizer)
     rid = run_id(config)
     out_dir = out or root / "evals" / rid
     _quiet_model_loading()
@@ -232,7 +228,7 @@ def retrieve(
     if retriever == "oracle":
         fail("the oracle needs gold evidence; use it with `linkscan evaluate`")
     check_scanner_checkpoints([retriever])
-    loaded = load_tokenizer_orfail(tokenizer)
+    loaded = load_tokenizer_or_fail(tokenizer)
     _quiet_model_loading()
     try:
         chosen = make_retriever(retriever, seed=seed, tokenizer=loaded, device=resolve_device(device, [retriever]))

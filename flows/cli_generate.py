@@ -33,6 +33,7 @@ def generate(
     llm_model: Optional[str] = typer.Option(None, "--llm-model", metavar="NAME", help="Model name on that endpoint (with --generator llm)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Publish even when chunks still wait for the LLM (a separate version, marked complete: false; not trained on by default)."),
     repair: bool = typer.Option(False, "--repair", help="Rebuild the damaged shards of this (published) version in place, byte for byte."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Any setting by its dotted name, e.g. --set corpus_config.chunk_tokens=1000 --set llm.concurrency=4 (after --config and the options)."),
 ) -> None:
     """Generate a training dataset from a corpus and publish it; prints the version id and its path.
 
@@ -64,7 +65,7 @@ def generate(
         "allow_partial": allow_partial or None,
     }
     try:
-        config = load_config(config_file, overrides)
+        config = load_config(config_file, overrides, sets or ())
     except ConfigFileError as error:
         fail(str(error))
     from generators.llm.client import LLMFatalError

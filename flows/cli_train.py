@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -20,7 +20,9 @@ def train(
     out: str = typer.Option(..., "--out", help="run folder: checkpoints/, metrics.jsonl, train_config.json"),
     preset: Optional[str] = typer.Option(None, "--preset", help="named settings: from-scratch (one H200, random init) or cpu-example; options given here override them"),
     model: Optional[str] = typer.Option(None, "--model", help="hub id or local folder to start from"),
-    config: Optional[str] = typer.Option(None, "--config", help="shape when starting from scratch: small, 130m, 1.3b, ... (default small)"),
+    shape: Optional[str] = typer.Option(None, "--shape", help="shape when starting from scratch: small, 130m, 1.3b, ... (default small)"),
+    config_file: Optional[str] = typer.Option(None, "--config", metavar="FILE", help="YAML file of TrainConfig settings (under a preset, over the defaults; options given here win)"),
+    sets: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="any TrainConfig setting, e.g. --set length_buckets=[1024,2048] (last word)"),
     backend: Optional[str] = typer.Option(None, "--backend", help="hf or mamba_ssm (default: mamba_ssm on CUDA when installed)"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="optimizer steps (default 100)"),
@@ -50,7 +52,8 @@ def train(
     from flows.cli_errors import interruptible
     from pipeline.store import StoreError
     from training.checkpoint import CheckpointError
-    from training.configs import TrainConfig, preset_values
+    from pipeline.settings import load_settings
+    from training.configs import TrainConfig, TrainSettings, preset_values
     from training.loop import train as run_training
     from training.model import default_backend
 
@@ -59,7 +62,7 @@ def train(
         typer.echo("error: --resume continues a run and --overwrite starts it again; pass one of them", err=True)
         raise typer.Exit(2)
     given = {
-        "model": model, "config": config, "backend": backend, "device": device, "max_steps": max_steps,
+        "model": model, "shape": shape, "backend": backend, "device": device, "max_steps": max_steps,
         "tokens_per_step": tokens_per_step, "micro_batch_tokens": micro_batch_tokens, "lr": lr, "min_lr": min_lr,
         "precision": precision, "seed": seed, "match_loss_weight": match_loss_weight, "pack": pack,
         "cuda_graphs": cuda_graphs, "num_workers": num_workers, "log_every": log_every,
@@ -67,11 +70,14 @@ def train(
         "validation_shards": validation_shards, "validation_fraction": validation_fraction,
     }
     try:
-        values = {**preset_values(preset), **{k: v for k, v in given.items() if v is not None}}
+        chosen = load_settings(TrainSettings, config_file, {**given, "dataset": dataset, "out": out,
+                                                            "allow_partial": allow_partial or None},
+                               sets or (), base=preset_values(preset))
+        values = chosen.model_dump(exclude_unset=True)
         values.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
         values.setdefault("backend", default_backend(values["device"]))
-        train_config = TrainConfig(dataset=dataset, out=out, allow_partial=allow_partial, **values)
-    except ValueError as error:  # pydantic's ValidationError (a bad option value) or an unknown preset
+        train_config = TrainConfig(**values)
+    except ValueError as error:  # pydantic's ValidationError, a bad file or --set, or an unknown preset
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     device = train_config.device

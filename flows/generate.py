@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from prefect import flow, get_run_logger, task, unmapped
-from pydantic import Field, model_validator
 from prefect.cache_policies import NO_CACHE
+from pydantic import Field, model_validator
 
 from flows import artifacts, events
 from flows.demo import BUNDLED_TOKENIZER, build_demo_corpus, bundled_tokenizer, demo_corpus_dir
@@ -24,7 +24,9 @@ from flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root,
 from generators import stage
 from generators.config import GenerateConfig
 from generators.progress import GenerationProgress, report_every
+from generators.stage import GenerationPlan
 from pipeline.config import CorpusConfig
+from pipeline.store import DatasetWriter
 
 class DemoCorpusConfig(CorpusConfig):
     """``CorpusConfig`` whose tokenizer defaults to the bundled one (no hub needed)."""
@@ -64,7 +66,7 @@ def with_demo_inputs(config: GenerateConfig, data_root: Path) -> GenerateConfig:
     return config.model_copy(update=update) if update else config
 
 
-def _with_api_key(plan: Any) -> Any:
+def _with_api_key(plan: GenerationPlan) -> GenerationPlan:
     """The plan with the LLM API key from the environment variable its config names.
 
     Resolved inside each task (in the process that runs it), so the key never travels as a flow
@@ -78,7 +80,7 @@ def _with_api_key(plan: Any) -> Any:
 
 
 @task(name="plan", cache_policy=NO_CACHE, persist_result=False)
-def plan_task(config: GenerateConfig, data_root: str) -> Any:
+def plan_task(config: GenerateConfig, data_root: str) -> GenerationPlan:
     return stage.plan_generation(config, Path(data_root))
 
 
@@ -91,7 +93,7 @@ def plan_task(config: GenerateConfig, data_root: str) -> Any:
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def generate_shard_task(plan: Any, index: int) -> dict:
+def generate_shard_task(plan: GenerationPlan, index: int) -> dict:
     """One shard, logging its progress (documents, chunks, examples, MB/s, time left) every 30 s."""
     logger = get_run_logger()
     progress = GenerationProgress(plan.shard_inputs[index])
@@ -101,18 +103,18 @@ def generate_shard_task(plan: Any, index: int) -> dict:
 
 @task(name="shard-keys", task_run_name="keys-{index}", retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
-def shard_keys_task(plan: Any, index: int) -> int:
+def shard_keys_task(plan: GenerationPlan, index: int) -> int:
     """The dedupe's first pass over one shard: its documents' content keys."""
     return stage.shard_keys(plan, index)
 
 
 @task(name="publish", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
-def publish_task(plan: Any, writer: Any = None) -> str:
+def publish_task(plan: GenerationPlan, writer: DatasetWriter | None = None) -> str:
     return str(stage.publish_generation(plan, writer))
 
 
 @flow(name="generate-shards", validate_parameters=False, persist_result=False)
-def generate_shards(plan: Any) -> list[dict]:
+def generate_shards(plan: GenerationPlan) -> list[dict]:
     """Every shard of ``plan``, mapped over this flow's task runner (set per run by ``generate``).
 
     Waits for every shard, so an LLM outage leaves each shard's answers received so far in the

@@ -26,7 +26,7 @@ from training.configs import TrainConfig
 # dataset, not to train a useful retriever. Real runs set options (or use `linkscan train` under
 # torchrun on GPUs).
 DEMO_TRAIN_DEFAULTS = {
-    "config": "small", "backend": "hf", "device": "cpu", "precision": "fp32", "max_steps": 20,
+    "shape": "small", "backend": "hf", "device": "cpu", "precision": "fp32", "max_steps": 20,
     "tokens_per_step": 16384, "micro_batch_tokens": 8192, "validate_every": 10, "checkpoint_every": 10,
     "progress": False,
 }

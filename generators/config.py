@@ -8,12 +8,13 @@ manifest; :func:`version_config` is the part of it that names the version.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from generators.llm.config import LLMConfig
 from pipeline.config import CorpusConfig
+from pipeline.settings import SettingsError, load_settings
 
 Method = Literal["link", "chunk", "pair"]
 Generator = Literal["offline", "llm"]
@@ -127,69 +128,13 @@ def version_config(config: GenerateConfig) -> dict:
     return fields
 
 
-class ConfigFileError(ValueError):
-    """A config file or override is not valid; the message names the file and the field."""
+# The settings of generate are read like every command's (pipeline.settings); the old names stay the
+# generation stage's vocabulary.
+ConfigFileError = SettingsError
 
 
-def _set_dotted(target: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = target
-    for key in keys[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = {}
-            node[key] = child
-        node = child
-    node[keys[-1]] = value
-
-
-def _merge(base: dict, override: Mapping) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def load_config(yaml_path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> GenerateConfig:
-    """The config from a YAML file (optional) with ``overrides`` on top.
-
-    Overrides are nested dicts or dotted keys (``{"corpus_config.chunk_tokens": 500}``); a value of
-    None means "not given" and leaves the file's (or the default) value alone.
-    """
-    data: dict = {}
-    source = "command-line options"
-    if yaml_path is not None:
-        import yaml
-
-        path = Path(yaml_path)
-        source = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as error:
-            raise ConfigFileError(f"{path}: cannot read the config file ({error.strerror})") from None
-        except yaml.YAMLError as error:
-            raise ConfigFileError(f"{path}: not valid YAML ({error})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigFileError(f"{path}: the config file must be a mapping of settings, got {type(loaded).__name__}")
-        if {"config", "version", "shards"} <= loaded.keys():  # a version's dataset.json: its resolved config
-            loaded = loaded["config"]
-        data = loaded
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if isinstance(value, Mapping):
-            data = _merge(data, {key: value})
-        else:
-            _set_dotted(data, key, value)
-    try:
-        return GenerateConfig.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigFileError(f"{source}: {problems}") from None
+def load_config(yaml_path: Path | str | None = None, overrides: Mapping[str, Any] | None = None,
+                sets: Sequence[str] = ()) -> GenerateConfig:
+    """The config from a YAML file (optional), with ``overrides`` (dotted keys or nested dicts; None
+    means "not given") and ``--set key=value`` pairs on top (``pipeline.settings.load_settings``)."""
+    return load_settings(GenerateConfig, yaml_path, overrides, sets)

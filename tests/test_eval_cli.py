@@ -102,3 +102,19 @@ def test_evaluate_runs_the_llm_protocol_with_the_shared_cache(dev_evalsets: Path
     assert "| natural_question | bm25 | 0 | " in result.output and "| 1 | 1.000 | 1 | 1.000 |" in result.output
     [row] = [json.loads(line) for line in (tmp_path / "report" / "questions.jsonl").read_text().splitlines()]
     assert row["llm_correct"] == 1.0 and row["llm_answer"] == "April 25, 2018"
+
+
+def test_evaluate_settings_come_from_a_file_with_options_and_set_on_top(dev_evalsets: Path, tokenizer_path: Path,
+                                                                          tmp_path: Path) -> None:
+    settings = tmp_path / "eval.yaml"
+    settings.write_text(f"retrievers: [random]\nmax_questions: 2\nbootstrap_samples: 50\nseed: 5\n"
+                        f"corpus: {{tokenizer: {json.dumps(str(tokenizer_path))}}}\n")
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["evaluate", "--benchmarks", str(dev_evalsets), "--only", "natural_question",
+                                 "--config", str(settings), "--seed", "7", "--set", "bootstrap_samples=20", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["retrievers"], config["max_questions"], config["seed"], config["bootstrap_samples"]) == (["random"], 2, 7, 20)
+    assert config["corpus"]["tokenizer"] == str(tokenizer_path)
+    bad = runner.invoke(app, ["evaluate", "--benchmarks", str(dev_evalsets), "--set", "k=zero", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "k: Input should be a valid integer" in bad.output

@@ -31,7 +31,7 @@ def dataset_path(tmp_path_factory, tokenizer_path, dev_corpus) -> Path:
 
 
 def _config(dataset_path: Path, out: Path, **overrides) -> TrainConfig:
-    options = dict(dataset=str(dataset_path), out=str(out), config="small", backend="hf", device="cpu",
+    options = dict(dataset=str(dataset_path), out=str(out), shape="small", backend="hf", device="cpu",
                    precision="fp32", max_steps=8, tokens_per_step=2048, micro_batch_tokens=1024,
                    length_buckets=[512, 1024], max_seq_tokens=1024, lr=3e-3, min_lr=3e-4, validate_every=4,
                    checkpoint_every=4, validation_examples=8, recall_k=[1, 5], progress=False)
@@ -145,7 +145,7 @@ def test_linkscan_train_writes_a_loadable_checkpoint_and_metrics(dataset_path, t
 
     out = tmp_path / "cli-run"
     result = CliRunner().invoke(app, [
-        "train", "--dataset", str(dataset_path), "--out", str(out), "--config", "small", "--backend", "hf",
+        "train", "--dataset", str(dataset_path), "--out", str(out), "--shape", "small", "--backend", "hf",
         "--device", "cpu", "--max-steps", "3", "--tokens-per-step", "1024", "--micro-batch-tokens", "1024",
         "--precision", "fp32", "--checkpoint-every", "3",
     ])
@@ -162,7 +162,7 @@ def test_linkscan_train_under_torchrun_with_two_cpu_processes(dataset_path, tmp_
 
     out = tmp_path / "ddp-run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "flows.cli_train", "--dataset", str(dataset_path), "--out", str(out), "--config", "small",
+               "-m", "flows.cli_train", "--dataset", str(dataset_path), "--out", str(out), "--shape", "small",
                "--backend", "hf", "--device", "cpu", "--max-steps", "2", "--tokens-per-step", "2048",
                "--micro-batch-tokens", "1024", "--precision", "fp32", "--checkpoint-every", "2"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent.parent)
@@ -246,7 +246,7 @@ def test_train_into_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overw
     out = tmp_path / "run"
     train(_config(dataset_path, out, max_steps=4))
     before = (out / "metrics.jsonl").read_text()
-    args = ["train", "--dataset", str(dataset_path), "--out", str(out), "--config", "small", "--backend", "hf",
+    args = ["train", "--dataset", str(dataset_path), "--out", str(out), "--shape", "small", "--backend", "hf",
             "--device", "cpu", "--max-steps", "2", "--tokens-per-step", "1024", "--micro-batch-tokens", "1024",
             "--precision", "fp32", "--checkpoint-every", "2"]
     refused = CliRunner().invoke(app, args)
@@ -361,7 +361,26 @@ def test_a_preset_sets_its_values_and_options_given_beside_it_win(dataset_path, 
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "train_config.json").read_text())
     assert (saved["max_steps"], saved["checkpoint_every"]) == (2, 2)
-    for key in ("config", "tokens_per_step", "micro_batch_tokens", "lr", "precision"):
+    for key in ("shape", "tokens_per_step", "micro_batch_tokens", "lr", "precision"):
         assert saved[key] == PRESETS["cpu-example"][key]
     unknown = CliRunner().invoke(app, ["train", "--dataset", str(dataset_path), "--out", str(tmp_path / "x"), "--preset", "fast"])
     assert unknown.exit_code == 2 and "unknown preset 'fast'" in unknown.output
+
+
+def test_train_settings_come_from_a_file_and_set_over_the_preset(dataset_path, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    settings = tmp_path / "train.yaml"
+    settings.write_text("max_steps: 3\nlr: 0.002\nlength_buckets: [512, 1024]\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--dataset", str(dataset_path), "--out", str(out), "--preset", "cpu-example",
+                                      "--config", str(settings), "--max-steps", "2", "--set", "lr=0.003",
+                                      "--set", "checkpoint_every=2"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "train_config.json").read_text())
+    # the file over the preset, the options over the file, --set last
+    assert (saved["max_steps"], saved["lr"], saved["checkpoint_every"], saved["length_buckets"]) == (2, 0.003, 2, [512, 1024])
+    bad = CliRunner().invoke(app, ["train", "--dataset", str(dataset_path), "--out", str(tmp_path / "y"), "--set", "lr"])
+    assert bad.exit_code == 2 and "use --set key.path=value" in bad.output

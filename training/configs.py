@@ -111,7 +111,7 @@ class TrainConfig(BaseModel):
     dataset: str = Field(description="a published dataset version folder (or a dataset folder: its LATEST)")
     out: str = Field(description="run folder: checkpoints, metrics.jsonl, train_config.json")
     model: str | None = Field(default=None, description="hub id or local folder to start from")
-    config: str = Field(default="small", description="named shape when starting from scratch (no `model`)")
+    shape: str = Field(default="small", description="named shape when starting from scratch (no `model`)")
     backend: Literal["hf", "mamba_ssm"] = "hf"
     device: str = "cpu"
     seed: int = 0
@@ -160,7 +160,7 @@ PRESETS: dict[str, dict] = {
     # corpus's offline dataset it does not yet learn to match questions across documents (held-out
     # loss stays at the best constant's): BENCHMARKS.md, "Learning from scratch".
     "from-scratch": {
-        "config": "130m", "backend": "mamba_ssm", "device": "cuda", "match_loss_weight": 0.0,
+        "shape": "130m", "backend": "mamba_ssm", "device": "cuda", "match_loss_weight": 0.0,
         "lr": 1e-3, "min_lr": 1e-4, "max_steps": 6000, "tokens_per_step": 16384, "micro_batch_tokens": 16384,
         "max_seq_tokens": 16384, "pack": True, "cuda_graphs": True, "num_workers": 1,
         "validation": "documents", "validation_examples": 128, "validate_every": 250, "checkpoint_every": 1000,
@@ -168,11 +168,19 @@ PRESETS: dict[str, dict] = {
     },
     # The README's CPU example: a tiny shape, short enough to finish in about a minute on 2 cores.
     "cpu-example": {
-        "config": "small", "backend": "hf", "device": "cpu", "precision": "fp32", "max_steps": 20,
+        "shape": "small", "backend": "hf", "device": "cpu", "precision": "fp32", "max_steps": 20,
         "tokens_per_step": 4096, "micro_batch_tokens": 4096, "max_seq_tokens": 4096, "lr": 3e-3, "min_lr": 3e-4,
         "validation_examples": 16, "validate_every": 20, "checkpoint_every": 20,
     },
 }
+
+
+class TrainSettings(TrainConfig):
+    """``TrainConfig`` as a settings file or --set gives it: every field optional, so the device
+    and back end can still be chosen by what the machine has after the user's values are read."""
+
+    backend: Literal["hf", "mamba_ssm"] | None = None
+    device: str | None = None
 
 
 def preset_values(name: str | None) -> dict:

@@ -59,7 +59,7 @@ def build_model(config: TrainConfig, device: torch.device) -> ScannerModel:
     torch.manual_seed(config.seed)
     if config.model:
         return load_model(config.model, backend=config.backend, device=str(device), require_head=False).train()
-    return ScannerModel(model_shape(config.config), backend=config.backend, device=device).train()
+    return ScannerModel(model_shape(config.shape), backend=config.backend, device=device).train()
 
 
 class TrainingModel(torch.nn.Module):
