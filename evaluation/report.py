@@ -10,7 +10,7 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from evaluation.metrics import bootstrap_ci
 
@@ -362,7 +362,3 @@ def write_plots(out_dir: Path, rows: Sequence[dict], per_length: Sequence[dict],
     return written
 
 
-def iter_rows_jsonl(path: Path) -> Iterable[dict]:
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            yield json.loads(line)

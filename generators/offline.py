@@ -117,6 +117,8 @@ class Term:
     kind: str  # "word", "phrase", "name", "number", or "opener" (capitalised at a sentence start)
 
 
+# Chunk indexes kept for the chunks asked about most recently (a chunk is asked up to three times).
+_INDEXED_CHUNKS = 64
 # prepare_document keeps the terms of a document's first units up to this many (about 1.4 kB a
 # unit); a longer document's later chunks find their terms again when they are asked about, so
 # memory stays bounded (a 50 MB document has 600,000 units) at the cost of extracting them twice.
@@ -152,12 +154,11 @@ class OfflineBackend(Backend):
     name = "offline"
     prompt_version = PROMPT_VERSION
 
-    def __init__(self, config: OfflineConfig | None = None, seed: int = 0, cache_chunks: int = 64) -> None:
+    def __init__(self, config: OfflineConfig | None = None, seed: int = 0) -> None:
         self.config = config or OfflineConfig()
         self.seed = seed
         self._stop = _stop_words()
         self._cache: OrderedDict[tuple[str, int], _ChunkIndex] = OrderedDict()
-        self._cache_chunks = cache_chunks
         # chunk id -> its units' terms, their surface forms, and the document's term frequencies
         self._prepared: dict[str, tuple[list[dict[str, Term]], dict[str, str], _DocumentFrequencies]] = {}
 
@@ -302,7 +303,7 @@ class OfflineBackend(Backend):
         shown = {term: surface.get(term, term).lstrip("\0") for term in weight}
         built = _ChunkIndex(unit_terms, shown, weight, kinds)
         self._cache[key] = built
-        if len(self._cache) > self._cache_chunks:
+        if len(self._cache) > _INDEXED_CHUNKS:
             self._cache.popitem(last=False)
         return built
 

@@ -21,9 +21,6 @@ class Drops:
         if where is not None:
             log.warning("%s: dropped (%s)%s", where, reason, f": {detail}" if detail else "")
 
-    def merge(self, other: "Drops | dict[str, int]") -> None:
-        self.counts.update(other.counts if isinstance(other, Drops) else other)
-
     def as_dict(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
 

@@ -32,6 +32,7 @@ from pipeline.layout import DataLayout, atomic_write, canonical_json, content_ha
 from schemas import SCHEMA_VERSIONS, check_schema, validate_table
 
 MANIFEST = "dataset.json"
+SPLIT = "train"  # the examples' split name in shard file names
 CARD = "README.md"
 LATEST = "LATEST"
 
@@ -79,11 +80,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def shard_name(artifact: str, index: int, num_shards: int, split: str = "train") -> str:
-    """Relative path of one shard, e.g. data/train-00003-of-00008.parquet."""
+def shard_name(artifact: str, index: int, num_shards: int) -> str:
+    """Relative path of one shard, e.g. data/train-00003-of-00008.parquet (examples are the "train"
+    split, as Hugging Face names it)."""
     if not 0 <= index < num_shards:
         raise ValueError(f"shard index {index} outside 0..{num_shards - 1}")
-    stem = split if artifact == "examples" else artifact
+    stem = SPLIT if artifact == "examples" else artifact
     return f"{_ARTIFACT_DIRS[artifact]}/{stem}-{index:05d}-of-{num_shards:05d}.parquet"
 
 
@@ -128,9 +130,9 @@ class VersionStaging:
         self.version = version
         self.dir = self.root / ".partial" / version
 
-    def has_shard(self, artifact: str, index: int, num_shards: int, split: str = "train") -> bool:
+    def has_shard(self, artifact: str, index: int, num_shards: int) -> bool:
         """True when this shard was completed by an earlier (possibly killed) run."""
-        return (self.dir / shard_name(artifact, index, num_shards, split)).is_file()
+        return (self.dir / shard_name(artifact, index, num_shards)).is_file()
 
     def write_shard(
         self,
@@ -138,18 +140,17 @@ class VersionStaging:
         index: int,
         num_shards: int,
         table: pa.Table,
-        split: str = "train",
     ) -> ShardInfo:
         """Validate and write one shard (zstd, bounded row groups), then rename it into place."""
-        with self.shard_writer(artifact, index, num_shards, split) as writer:
+        with self.shard_writer(artifact, index, num_shards) as writer:
             writer.write(table)
-        return self.describe(artifact, shard_name(artifact, index, num_shards, split))
+        return self.describe(artifact, shard_name(artifact, index, num_shards))
 
-    def shard_writer(self, artifact: str, index: int, num_shards: int, split: str = "train") -> "ShardWriter":
+    def shard_writer(self, artifact: str, index: int, num_shards: int) -> "ShardWriter":
         """A :class:`ShardWriter` for one shard: rows are written as they come, not held in memory."""
         if not self.dir.is_dir():
             raise StoreError(f"{self.dir}: no staging folder; open a DatasetWriter for this version first")
-        return ShardWriter(self, artifact, shard_name(artifact, index, num_shards, split))
+        return ShardWriter(self, artifact, shard_name(artifact, index, num_shards))
 
     def describe(self, artifact: str, relative: str) -> ShardInfo:
         path = self.dir / relative
@@ -326,7 +327,6 @@ class DatasetWriter:
         version: str,
         config: dict,
         fingerprints: dict,
-        parent_version: str | None = None,
     ) -> None:
         self.staging = VersionStaging(data_root, name, version)
         self.root = self.staging.root
@@ -334,7 +334,6 @@ class DatasetWriter:
         self.version = version
         self.config = config
         self.fingerprints = fingerprints
-        self.parent_version = parent_version
         self.final_dir = self.root / version
         self._lock = _file_lock(self.root / f".lock-{version}", f"dataset {name!r} version {version}")
         self._locked = False
@@ -365,14 +364,14 @@ class DatasetWriter:
     def is_published(self) -> bool:
         return (self.final_dir / MANIFEST).is_file()
 
-    def write_shard(self, artifact: str, index: int, num_shards: int, table: pa.Table, split: str = "train") -> ShardInfo:
+    def write_shard(self, artifact: str, index: int, num_shards: int, table: pa.Table) -> ShardInfo:
         self._require_lock()
         if self.is_published:
             raise StoreError(f"dataset {self.name!r} version {self.version} is already published")
-        return self.staging.write_shard(artifact, index, num_shards, table, split)
+        return self.staging.write_shard(artifact, index, num_shards, table)
 
-    def has_shard(self, artifact: str, index: int, num_shards: int, split: str = "train") -> bool:
-        return self.staging.has_shard(artifact, index, num_shards, split)
+    def has_shard(self, artifact: str, index: int, num_shards: int) -> bool:
+        return self.staging.has_shard(artifact, index, num_shards)
 
     def _require_lock(self) -> None:
         if not self._locked:
@@ -391,7 +390,8 @@ class DatasetWriter:
         manifest = {
             "name": self.name,
             "version": self.version,
-            "parent_version": self.parent_version,
+            # The version this one follows: what LATEST named when it was published (None: the first).
+            "parent_version": read_latest(self.root),
             "code_version": code_version(),
             "schema_versions": dict(SCHEMA_VERSIONS),
             "config": self.config,
@@ -486,10 +486,10 @@ class Dataset:
     def version(self) -> str:
         return self.manifest["version"]
 
-    def shard_paths(self, artifact: str = "examples", split: str = "train") -> list[Path]:
+    def shard_paths(self, artifact: str = "examples") -> list[Path]:
         """The shards the manifest lists for ``artifact`` (a file dropped into the folder later is
         not part of the version and is not read; ``verify`` reports it)."""
-        stem = split if artifact == "examples" else artifact
+        stem = SPLIT if artifact == "examples" else artifact
         return sorted(self.path / shard["file"] for shard in self.manifest["shards"]
                       if shard["artifact"] == artifact and Path(shard["file"]).name.startswith(f"{stem}-"))
 
@@ -524,11 +524,9 @@ class Dataset:
         artifact: str = "examples",
         columns: Sequence[str] | None = None,
         batch_size: int = 256,
-        split: str = "train",
-        paths: Sequence[Path] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream record batches shard by shard, reading only ``columns``."""
-        for path in paths if paths is not None else self.shard_paths(artifact, split):
+        for path in self.shard_paths(artifact):
             yield from iter_shard(path, artifact, columns=columns, batch_size=batch_size)
 
     def read_table(self, artifact: str = "examples", columns: Sequence[str] | None = None) -> pa.Table:

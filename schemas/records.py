@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import pyarrow as pa
 
@@ -110,8 +110,3 @@ def table_to_records(artifact: str, table: pa.Table) -> list:
     record_type = RECORD_TYPES[artifact]
     names = {f.name for f in dataclasses.fields(record_type)}
     return [record_type(**{k: v for k, v in row.items() if k in names}) for row in table.to_pylist()]
-
-
-def rows_to_records(artifact: str, rows: Sequence[dict]) -> list:
-    record_type = RECORD_TYPES[artifact]
-    return [record_type(**row) for row in rows]

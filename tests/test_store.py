@@ -322,3 +322,12 @@ def test_sweeping_after_an_interruption_removes_stale_locks_and_temporaries_but_
         live_tmp.write_bytes(b"PAR1 being written")
         assert sorted(sweep_staging(tmp_path)) == sorted([stale_lock, stale_tmp])
         assert live_lock.exists() and live_tmp.exists()
+
+
+def test_a_version_names_the_one_it_follows_as_its_parent(tmp_path):
+    first = publish(tmp_path)
+    assert json.loads((first / "dataset.json").read_text())["parent_version"] is None
+    with DatasetWriter(tmp_path, "demo", "v-second", CONFIG, INPUTS) as writer:
+        writer.write_shard("examples", 0, 1, example_table())
+        second = writer.publish({"counts": {}}, "# second\n")
+    assert json.loads((second / "dataset.json").read_text())["parent_version"] == first.name

@@ -113,12 +113,11 @@ class LLMClient:
         *,
         api_key: str | None = None,
         cache_path: Path | str | None = None,
-        cache: ResponseCache | None = None,
         on_usage: Callable[[UsageTracker], None] | None = None,
     ) -> None:
         self.config = config
         self._api_key = api_key or _NO_KEY
-        self.cache = cache if cache is not None else (ResponseCache(cache_path) if cache_path else None)
+        self.cache = ResponseCache(cache_path) if cache_path else None
         self.usage = UsageTracker()
         self._price = config.price()
         self._random = random.Random()  # jitter from OS entropy: shard workers must not retry in step
