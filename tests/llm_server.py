@@ -153,6 +153,8 @@ class LLMTestServer:
         self.model = model
         self.keep_requests = keep_requests
         self.requests = 0  # every request that reached /chat/completions, faults included
+        self.in_flight = 0
+        self.peak_in_flight = 0  # the most requests the server was answering at once
         self.received: list[dict] = []
         self.authorizations: set[str] = set()
         self._faults: list[_Fault] = []
@@ -240,8 +242,13 @@ class LLMTestServer:
             self.authorizations.add(headers["authorization"])
         reply = self._pick(request)
         delay = self.latency_s + reply.delay_s
-        if delay:
-            await asyncio.sleep(delay)
+        self.in_flight += 1  # requests being answered now, as the server sees them
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+        finally:
+            self.in_flight -= 1
         if reply.drop:
             return None, {}, b""
         if reply.status != 200:

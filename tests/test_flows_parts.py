@@ -181,9 +181,11 @@ def test_prefect_yaml_declares_generate_train_and_evaluate_on_one_work_pool():
     entrypoints = sorted(d["entrypoint"] for d in spec["deployments"])
     assert entrypoints == ["flows/evaluate.py:evaluate", "flows/generate.py:generate", "flows/train.py:train"]
     assert {d["work_pool"]["name"] for d in spec["deployments"]} == {"linkscan"}
-    for d in spec["deployments"]:
-        path, function = d["entrypoint"].split(":")
-        assert f"def {function}(" in (REPO / path).read_text()
+    from prefect.flows import Flow, load_flow_from_entrypoint
+
+    for d in spec["deployments"]:  # each entrypoint loads, as `prefect deploy` loads it, into that flow
+        loaded = load_flow_from_entrypoint(str(REPO / d["entrypoint"]))
+        assert isinstance(loaded, Flow) and loaded.name == d["entrypoint"].split(":")[1]
 
 
 def test_serve_defaults_parse_flow_equals_json_pairs():
