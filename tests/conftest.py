@@ -37,3 +37,23 @@ def dev_corpus(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def dev_evalsets(shared_dir: Path) -> Path:
     return shared_dir / "evalsets" / "dev"
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_path: Path):
+    """The GPT-NeoX tokenizer of the Mamba-2 checkpoints (the offline copy in ../shared)."""
+    from pipeline.tokenize import load_tokenizer
+
+    return load_tokenizer(str(tokenizer_path))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A randomly initialised scanner of the small shape (CPU, eval mode), seeded."""
+    import torch
+
+    from training.configs import model_shape
+    from training.model import ScannerModel
+
+    torch.manual_seed(0)
+    return ScannerModel(model_shape("small")).eval()

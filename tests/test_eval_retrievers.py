@@ -21,15 +21,9 @@ from evaluation.retrievers import (
     make_retriever,
 )
 from evaluation.units import units_from_texts
-from pipeline.tokenize import load_tokenizer
 from tests.eval_data import CONTRACT_UNITS, benchmark_with_empty_documents
 
 UNITS = CONTRACT_UNITS
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tokenizer_path: Path):
-    return load_tokenizer(str(tokenizer_path))
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from evaluation.benchmarks import load_plain_benchmark
 from evaluation.units import EvidenceIndex, map_evidence, segment_document, units_from_texts
 from pipeline.config import CorpusConfig
 from pipeline.segment import Segmenter
-from pipeline.tokenize import load_tokenizer
 from tests.eval_data import CONTRACT_UNITS
 
 UNITS = CONTRACT_UNITS[:5]
@@ -57,11 +55,6 @@ def test_overlap_threshold_decides_a_partial_match() -> None:
 def test_no_evidence_gives_no_gold_units() -> None:
     match = EvidenceIndex(UNITS).match(None)
     assert match.gold_units == () and match.n_spans == 0
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tokenizer_path: Path):
-    return load_tokenizer(str(tokenizer_path))
 
 
 def test_units_from_texts_aligns_every_unit_end(tokenizer) -> None:

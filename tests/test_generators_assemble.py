@@ -4,12 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.assemble import AssemblyError, assemble_example, question_token_ids
-from tests.generators_data import chunk_from_units, dev_document_text, load_tokenizer, units_of
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tokenizer_path):
-    return load_tokenizer(str(tokenizer_path))
+from tests.generators_data import chunk_from_units, dev_document_text, units_of
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ from generators.base import LinkCandidate, QuestionDraft, Refusal
 from generators.config import LinkMethodConfig, PassageMethodConfig
 from generators.methods import chunk_example, gap_to, link_example, link_window, pair_example
 from generators.offline import OfflineBackend
-from tests.generators_data import dev_chunks, load_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tokenizer_path):
-    return load_tokenizer(str(tokenizer_path))
+from tests.generators_data import dev_chunks
 
 
 @pytest.fixture(scope="module")

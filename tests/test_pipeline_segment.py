@@ -8,12 +8,7 @@ import pytest
 
 from pipeline.config import CorpusConfig
 from pipeline.segment import Segmenter
-from pipeline.tokenize import load_tokenizer, tokenize_units
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tokenizer_path):
-    return load_tokenizer(str(tokenizer_path))
+from pipeline.tokenize import tokenize_units
 
 
 @pytest.fixture(scope="module")

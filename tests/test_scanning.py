@@ -6,15 +6,7 @@ import pytest
 import torch
 
 from evaluation.scanning import scan_document, sliding_windows, window_coverage
-from training.configs import model_shape
-from training.model import ScannerModel
 from training.segments import ssd_scan
-
-
-@pytest.fixture(scope="module")
-def tiny() -> ScannerModel:
-    torch.manual_seed(0)
-    return ScannerModel(model_shape("small")).eval()
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,6 @@ from training.model import ScannerModel
 
 
 @pytest.fixture(scope="module")
-def tiny() -> ScannerModel:
-    torch.manual_seed(0)
-    return ScannerModel(model_shape("small")).eval()
-
-
-@pytest.fixture(scope="module")
 def probe_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(3)
     input_ids = torch.randint(0, 50000, (2, 90), generator=generator)
