@@ -90,3 +90,18 @@ def dev_chunks(corpus: Path, tokenizer, doc_id: str, max_chars: int, units_per_c
         for i in range(0, len(units), units_per_chunk)
         if len(units[i:i + units_per_chunk]) >= 20
     ]
+
+
+def rfc_corpus(dev_corpus: Path, folder: Path, documents: int, max_chars: int, one_file: bool) -> Path:
+    """The first ``documents`` RFCs of the dev corpus cut to ``max_chars`` characters, as one JSONL
+    file (returned) or one file each (the folder returned)."""
+    with gzip.open(dev_corpus / "rfc.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle][:documents]
+    lines = [json.dumps(dict(row, text=row["text"][:max_chars])) + "\n" for row in rows]
+    if one_file:
+        path = folder / "rfc.jsonl"
+        path.write_text("".join(lines))
+        return path
+    for index, line in enumerate(lines):
+        (folder / f"rfc-{index}.jsonl").write_text(line)
+    return folder

@@ -79,3 +79,19 @@ def write_probe_dataset(data_root: Path, name: str, examples: Sequence[Example],
             return writer.publish({"counts": {"examples": len(examples)}, "drop_reasons": {}},
                                   f"# {name}\n\nLexical probe dataset for training tests ({len(examples)} examples).\n")
         return writer.final_dir
+
+
+def dev_probe_dataset(dev_corpus: Path, tokenizer_path: Path, data_root: Path, name: str, *, n_examples: int,
+                      num_shards: int, seed: int, source: str = "scotus", texts: int = 4) -> Path:
+    """A published probe dataset from the first ``texts`` documents of one dev-corpus file."""
+    import gzip
+    import itertools
+    import json
+
+    from tokenizers import Tokenizer
+
+    with gzip.open(dev_corpus / f"{source}.jsonl.gz", "rt") as handle:
+        documents = [json.loads(line)["text"] for line in itertools.islice(handle, texts)]
+    examples = probe_examples(documents, Tokenizer.from_file(str(tokenizer_path)), n_examples=n_examples,
+                              min_tokens=250, max_tokens=600, seed=seed)
+    return write_probe_dataset(data_root, name, examples, num_shards)

@@ -1,7 +1,6 @@
 """`linkscan generate` on a small real corpus: output, config file, overrides and errors."""
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipeline.store import open_dataset
+from tests.generators_data import rfc_corpus
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
 
@@ -17,12 +17,7 @@ pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not
 @pytest.fixture(scope="module")
 def corpus(dev_corpus, tmp_path_factory) -> Path:
     """One JSONL file with the first 30k characters of two RFCs, written at test time."""
-    folder = tmp_path_factory.mktemp("cli-corpus")
-    with gzip.open(dev_corpus / "rfc.jsonl.gz", "rt", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle][:2]
-    path = folder / "rfc.jsonl"
-    path.write_text("".join(json.dumps(dict(r, text=r["text"][:30_000])) + "\n" for r in rows))
-    return path
+    return rfc_corpus(dev_corpus, tmp_path_factory.mktemp("cli-corpus"), 2, 30_000, one_file=True)
 
 
 def invoke(*args: str):

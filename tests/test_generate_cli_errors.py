@@ -3,8 +3,6 @@
 rerun of the same command finishes the job with the bytes of an uninterrupted run."""
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +17,7 @@ from flows.cli import app
 from flows.cli_errors import EXIT_FAILED, EXIT_PENDING, EXIT_USAGE
 from pipeline.store import DatasetWriter, open_dataset
 from tests.conftest import REPO
+from tests.generators_data import rfc_corpus
 from tests.llm_server import LLMTestServer, Reply
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
@@ -27,12 +26,7 @@ pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not
 @pytest.fixture(scope="module")
 def corpus(dev_corpus, tmp_path_factory) -> Path:
     """Four JSONL files of real RFC text (four shards), written at test time."""
-    folder = tmp_path_factory.mktemp("corpus")
-    with gzip.open(dev_corpus / "rfc.jsonl.gz", "rt", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle][:4]
-    for index, row in enumerate(rows):
-        (folder / f"rfc-{index}.jsonl").write_text(json.dumps(dict(row, text=row["text"][:40_000])) + "\n")
-    return folder
+    return rfc_corpus(dev_corpus, tmp_path_factory.mktemp("corpus"), 4, 40_000, one_file=False)
 
 
 def linkscan(*args: str, wait: bool = True, **kwargs):

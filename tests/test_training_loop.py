@@ -1,7 +1,6 @@
 """The training loop on CPU: loss, schedule, optimizer groups, learning, exact resume, DDP with gloo, CLI."""
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import math
@@ -14,20 +13,15 @@ import torch.multiprocessing as mp
 from training.configs import TrainConfig, model_shape
 from training.loop import accumulate_gradients, configure_optimizer, constant_bce, lr_factor, masked_bce, train
 from training.model import ScannerModel
-from tests.probe_data import probe_examples, write_probe_dataset
+from tests.probe_data import dev_probe_dataset
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
 
 
 @pytest.fixture(scope="module")
 def dataset_path(tmp_path_factory, tokenizer_path, dev_corpus) -> Path:
-    from tokenizers import Tokenizer
-
-    with gzip.open(dev_corpus / "scotus.jsonl.gz", "rt") as handle:
-        texts = [json.loads(line)["text"] for line in itertools.islice(handle, 4)]
-    examples = probe_examples(texts, Tokenizer.from_file(str(tokenizer_path)), n_examples=64,
-                              min_tokens=250, max_tokens=600, seed=1)
-    return write_probe_dataset(tmp_path_factory.mktemp("data"), "probe", examples, 4)
+    return dev_probe_dataset(dev_corpus, tokenizer_path, tmp_path_factory.mktemp("data"), "probe",
+                             n_examples=64, num_shards=4, seed=1)
 
 
 def _config(dataset_path: Path, out: Path, **overrides) -> TrainConfig:
@@ -187,13 +181,8 @@ def test_linkscan_train_names_a_missing_dataset_and_exits_with_an_error(tmp_path
 @pytest.fixture(scope="module")
 def one_shard_dataset(tmp_path_factory, tokenizer_path, dev_corpus) -> Path:
     """The probe examples as a dataset of one shard, as a one-file corpus gives."""
-    from tokenizers import Tokenizer
-
-    with gzip.open(dev_corpus / "scotus.jsonl.gz", "rt") as handle:
-        texts = [json.loads(line)["text"] for line in itertools.islice(handle, 4)]
-    examples = probe_examples(texts, Tokenizer.from_file(str(tokenizer_path)), n_examples=48,
-                              min_tokens=250, max_tokens=600, seed=2)
-    return write_probe_dataset(tmp_path_factory.mktemp("one-shard"), "one", examples, 1)
+    return dev_probe_dataset(dev_corpus, tokenizer_path, tmp_path_factory.mktemp("one-shard"), "one",
+                             n_examples=48, num_shards=1, seed=2)
 
 
 def test_a_dataset_of_one_shard_trains_holding_out_whole_documents(one_shard_dataset, tmp_path):

@@ -28,31 +28,46 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)(?:```|$)", re.DOTALL)
 _CLOSERS = {"{": "}", "[": "]"}
 
 
+class _OutsideStrings:
+    """The characters of ``text`` from ``start`` that are not inside a quoted string, with their
+    index; ``in_string`` says, once the iteration ends, whether the text ended inside one."""
+
+    def __init__(self, text: str, start: int = 0) -> None:
+        self.text, self.start, self.in_string = text, start, False
+
+    def __iter__(self):
+        quote: str | None = None
+        escaped = False
+        for i in range(self.start, len(self.text)):
+            ch = self.text[i]
+            if quote:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == quote:
+                    quote = None
+                continue
+            if ch in "\"'":
+                quote = ch
+                continue
+            yield i, ch
+        self.in_string = quote is not None
+
+
 def _scan(text: str, start: int) -> tuple[int | None, list[str], bool]:
     """From an opening bracket: (index of the matching close or None, open brackets, inside a string)."""
     stack: list[str] = []
-    quote: str | None = None
-    escaped = False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = None
-            continue
-        if ch in "\"'":
-            quote = ch
-        elif ch in "{[":
+    characters = _OutsideStrings(text, start)
+    for i, ch in characters:
+        if ch in "{[":
             stack.append(ch)
         elif ch in "}]":
             if stack and _CLOSERS[stack[-1]] == ch:
                 stack.pop()
             if not stack:
                 return i, [], False
-    return None, stack, quote is not None
+    return None, stack, characters.in_string
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -159,19 +174,8 @@ MAX_NESTING = 64
 def _nesting_depth(text: str) -> int:
     """The deepest bracket nesting outside strings (a cheap scan, before any recursive parser)."""
     depth = deepest = 0
-    quote: str | None = None
-    escaped = False
-    for ch in text:
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "{[(":
+    for _, ch in _OutsideStrings(text):
+        if ch in "{[(":
             depth += 1
             deepest = max(deepest, depth)
         elif ch in "}])":
