@@ -22,6 +22,8 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.layout import atomic_path
+
 from schemas import validate_table
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -84,9 +86,8 @@ def claim_out_dir(out_dir: Path, run_id: str) -> None:
 
 
 def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_benchmark(out_dir: Path, run_id: str, fingerprint: str, result: BenchmarkResult) -> Path:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -68,18 +70,26 @@ def content_hash(value: object) -> str:
     return hashlib.sha256(canonical_json(value)).hexdigest()
 
 
-def atomic_write(path: Path, payload: bytes | str) -> None:
-    """Write ``payload`` to ``path`` through a dot-prefixed temporary file, synced and renamed into
-    place: a crash leaves the old file or the new one, never half of one."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A dot-prefixed temporary path to write ``path``'s new content to (by any writer: pyarrow,
+    torch, ...); renamed into place when the block ends without an error, removed when it fails."""
     path = Path(path)
-    data = payload.encode() if isinstance(payload, str) else payload
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: Path, payload: bytes | str) -> None:
+    """Write ``payload`` to ``path`` through a temporary file, synced and renamed into place: a
+    crash leaves the old file or the new one, never half of one."""
+    data = payload.encode() if isinstance(payload, str) else payload
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from pipeline.layout import atomic_write
+
 from training.configs import MambaShape
 from training.model import ScannerModel, default_backend, to_backend
 
@@ -167,10 +169,7 @@ def save_checkpoint(run_dir: Path, step: int, model: ScannerModel, optimizer: to
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=2) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    latest = final.parent / LATEST
-    latest_tmp = final.parent / f".{LATEST}.tmp"
-    latest_tmp.write_text(final.name + "\n")
-    os.replace(latest_tmp, latest)
+    atomic_write(final.parent / LATEST, final.name + "\n")
     return final
 
 
