@@ -156,11 +156,6 @@ def test_only_transient_failures_are_retried(error, transient):
     assert is_transient(error) is transient
 
 
-def test_task_runner_config_rejects_unknown_kinds():
-    with pytest.raises(ValueError):
-        TaskRunnerConfig(kind="slurm")
-
-
 @pytest.mark.parametrize(
     ("flow_name", "definition"),
     [("train", events.TRAIN_ON_PUBLISHED), ("evaluate", events.EVALUATE_ON_TRAINED)],
