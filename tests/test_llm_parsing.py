@@ -75,6 +75,11 @@ def test_no_links_is_its_own_reason():
     assert raised.value.reason == "no_links"
 
 
+def test_passage_as_a_word_of_the_document_is_not_the_prompt_heading():
+    question = "Which rite of passage did the Grendal apprentices undergo in 1901?"
+    assert validate_question(ParsedAnswer({"question": question}, False)) == question
+
+
 def test_a_good_question_passes_with_whitespace_normalised():
     answer = ParsedAnswer({"question": "  Which year did Ada Lark\n open the Grendal mill? "}, False)
     assert validate_question(answer) == "Which year did Ada Lark open the Grendal mill?"
@@ -92,6 +97,9 @@ def test_a_good_question_passes_with_whitespace_normalised():
         "What do these sentences reveal about Ada Lark?",
         "How is Ada Lark related to the flood in this story?",
         "What happens to the mill later in the book?",
+        # copied by SmolLM2-135M from the chunk prompt's heading (benchmarks/bench_llm_local.py)
+        "What is the purpose of the atomic group in PASSAGE? How does it prevent stack overflow errors?",
+        "How does PASSAGE_B explain the flood of 1901?",
     ],
 )
 def test_questions_that_point_at_the_prompt_are_not_self_contained(question):

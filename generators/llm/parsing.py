@@ -266,6 +266,9 @@ _NOT_SELF_CONTAINED = re.compile(
     r"|\baccording to (?:the )?(?:text|author|document|passage)\b",
     re.IGNORECASE,
 )
+# The prompt's own section headings, as the model copies them ("What is the purpose of the atomic
+# group in PASSAGE?"): case-sensitive, so a document's "rite of passage" is still a question.
+_PROMPT_HEADING = re.compile(r"\bPASSAGE(?:_?[AB])?\b")
 # A question that speaks to the model instead of asking about the text: it obeyed (or passes on)
 # an instruction planted in a document. Commands count only in the imperative (at the start of a
 # clause), so "Why did the judge ignore the rules of evidence?" is still a question.
@@ -331,7 +334,7 @@ def validate_question(answer: ParsedAnswer, max_words: int = 60) -> str:
         raise Rejection("follows_injection", question[:80])
     if len(content_words(question)) < 2:  # "What is the answer to this question?"
         raise Rejection("no_content", question[:80])
-    match = _NOT_SELF_CONTAINED.search(question)
+    match = _NOT_SELF_CONTAINED.search(question) or _PROMPT_HEADING.search(question)
     if match:
         raise Rejection("not_self_contained", f"{match.group(0)!r} in {question[:80]!r}")
     return question
