@@ -1,5 +1,8 @@
 """`linkscan train`: train the scanner on a dataset version, on one process or under torchrun.
 
+``--target dense`` fine-tunes a sentence-transformers model on the same shards instead
+(``training.dense_loop``: the paper's embedding baseline; one process).
+
 Under ``torchrun --nproc_per_node N $(which linkscan) train ...`` (or ``torchrun -m flows.cli_train``)
 each process reads its rank from torchrun's environment here, initialises the process group
 (NCCL on GPUs, gloo on CPU) and passes rank and world size to the training loop. This module
@@ -16,10 +19,11 @@ import typer
 
 
 def train(
+    target: str = typer.Option("scanner", "--target", help="scanner (the Mamba-2 scanner) or dense (fine-tune a local sentence-transformers model, default the packaged all-MiniLM-L6-v2; other settings by --set, see training.dense.DenseTrainConfig)"),
     dataset: str = typer.Option(..., "--dataset", help="dataset version folder (or dataset folder: its LATEST)"),
     out: str = typer.Option(..., "--out", help="run folder: checkpoints/, metrics.jsonl, train_config.json"),
     preset: Optional[str] = typer.Option(None, "--preset", help="named settings: from-scratch (one H200, random init) or cpu-example; options given here override them"),
-    model: Optional[str] = typer.Option(None, "--model", help="hub id or local folder to start from"),
+    model: Optional[str] = typer.Option(None, "--model", help="hub id or local folder to start from (dense: a local sentence-transformers folder)"),
     shape: Optional[str] = typer.Option(None, "--shape", help="shape when starting from scratch: small, 130m, 1.3b, ... (default small)"),
     config_file: Optional[str] = typer.Option(None, "--config", metavar="FILE", help="YAML file of TrainConfig settings (under a preset, over the defaults; options given here win)"),
     sets: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="any TrainConfig setting, e.g. --set length_buckets=[1024,2048] (last word)"),
@@ -46,7 +50,8 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's latest checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="start again from scratch in an --out that holds a run (its checkpoints and metrics are removed)"),
 ) -> None:
-    """Train the Mamba-2 scanner (binary head at sentence ends) on the examples shards of a dataset."""
+    """Train the Mamba-2 scanner (binary head at sentence ends) on the examples shards of a dataset,
+    or with --target dense fine-tune a sentence-transformers retriever on them."""
     import torch
 
     from flows.cli_errors import interruptible
@@ -69,6 +74,12 @@ def train(
         "validate_every": validate_every, "checkpoint_every": checkpoint_every, "validation": validation,
         "validation_shards": validation_shards, "validation_fraction": validation_fraction,
     }
+    if target == "dense":
+        _train_dense(given, preset, dataset, out, config_file, sets, allow_partial, resume, overwrite)
+        return
+    if target != "scanner":
+        typer.echo(f"error: --target {target!r}: use scanner or dense", err=True)
+        raise typer.Exit(2)
     try:
         chosen = load_settings(TrainSettings, config_file, {**given, "dataset": dataset, "out": out,
                                                             "allow_partial": allow_partial or None},
@@ -101,6 +112,46 @@ def train(
             torch.distributed.destroy_process_group()
     if rank == 0:
         typer.echo(json.dumps(result, indent=2, default=str))
+
+
+# Options of the scanner that mean nothing to the dense target: given with --target dense, an error.
+_SCANNER_ONLY = ("shape", "backend", "tokens_per_step", "micro_batch_tokens", "min_lr", "match_loss_weight", "pack",
+                 "cuda_graphs", "num_workers", "validation_shards")
+
+
+def _train_dense(given: dict, preset: Optional[str], dataset: str, out: str, config_file: Optional[str],
+                 sets: Optional[List[str]], allow_partial: bool, resume: bool, overwrite: bool) -> None:
+    """``--target dense``: the options both targets share, --config and --set, into a DenseTrainConfig."""
+    import torch
+
+    from flows.cli_errors import interruptible
+    from pipeline.settings import load_settings
+    from pipeline.store import StoreError
+    from training.dense import DenseTrainConfig
+    from training.dense_loop import train_dense
+
+    misplaced = [name for name in _SCANNER_ONLY if given[name] is not None] + (["preset"] if preset else [])
+    if misplaced:
+        shown = ", ".join("--" + name.replace("_", "-") for name in misplaced)
+        typer.echo(f"error: {shown}: scanner options, not used by --target dense (its settings: "
+                   "training.dense.DenseTrainConfig, e.g. --set batch_size=16 --set hard_negatives=0)", err=True)
+        raise typer.Exit(2)
+    shared = {name: value for name, value in given.items() if name not in _SCANNER_ONLY}
+    try:
+        config = load_settings(DenseTrainConfig, config_file, {**shared, "dataset": dataset, "out": out,
+                                                               "allow_partial": allow_partial or None}, sets or ())
+        if "device" not in config.model_fields_set:
+            config = config.model_copy(update={"device": "cuda" if torch.cuda.is_available() else "cpu"})
+    except ValueError as error:  # a bad file, option or --set
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        with interruptible("rerun with --resume to continue from the last checkpoint"):
+            result = train_dense(config, resume=resume, overwrite=overwrite)
+    except (StoreError, ValueError, RuntimeError) as error:  # ValueError: also a run folder holding a run
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,16 @@ resumes from its latest checkpoint instead of starting over. A finished run emit
 ``linkscan.model.trained``, which starts ``evaluate/default``.
 
 Multi-GPU training runs under torchrun (``linkscan train``); this flow trains in one process.
+
+``target="dense"`` fine-tunes a sentence-transformers model on the version instead
+(``training.dense_loop``, settings in ``dense_options``) into ``<version>-dense-<options hash>``. It
+emits no ``linkscan.model.trained``: ``evaluate/default`` scores scanner checkpoints; evaluate the
+folder with ``linkscan evaluate --retriever dense:<folder>``.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -21,6 +26,7 @@ from flows.artifacts import artifact_key
 from flows.runtime import options_model, resolve_data_root, retry_transient
 from pipeline.layout import DataLayout, content_hash
 from training.configs import TrainConfig
+from training.dense import DenseTrainConfig
 
 # Defaults of the flow: a few CPU steps of the small shape, enough to show the chain on the demo
 # dataset, not to train a useful retriever. Real runs set options (or use `linkscan train` under
@@ -38,8 +44,18 @@ TrainOptions = options_model(
 )
 
 
-def run_name(version: str, options: "TrainOptions") -> str:
-    return f"{version}-{content_hash(options.model_dump(mode='json'))[:8]}"
+# The dense target's flow defaults: a few CPU steps, a look at the chain rather than a useful model.
+DEMO_DENSE_DEFAULTS = {"device": "cpu", "max_steps": 20, "batch_size": 16, "validation_examples": 16,
+                       "validate_every": 20, "checkpoint_every": 20, "progress": False}
+DenseTrainOptions = options_model(
+    "DenseTrainOptions", DenseTrainConfig, {"dataset", "out"}, DEMO_DENSE_DEFAULTS,
+    "Dense fine-tuning settings: training.dense.DenseTrainConfig without dataset and out, with demo-size defaults.",
+)
+
+
+def run_name(version: str, options, target: str = "scanner") -> str:
+    kind = "" if target == "scanner" else f"{target}-"
+    return f"{version}-{kind}{content_hash(options.model_dump(mode='json'))[:8]}"
 
 
 @task(name="validate-dataset", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
@@ -68,14 +84,25 @@ def train_task(config: TrainConfig) -> dict:
     return run_training(config, resume=True)
 
 
+@task(name="train-dense-model", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
+def train_dense_task(config: DenseTrainConfig) -> dict:
+    """Dense fine-tuning (``training.dense_loop.train_dense``), resuming from the run folder's latest checkpoint."""
+    from training.dense_loop import train_dense
+
+    return train_dense(config, resume=True)
+
+
 @flow(name="train", persist_result=False)
 def train(
     dataset: str = "demo",
     version: Optional[str] = None,
     data_root: Optional[str] = None,
     options: TrainOptions = TrainOptions(),
+    target: Literal["scanner", "dense"] = "scanner",
+    dense_options: DenseTrainOptions = DenseTrainOptions(),
 ) -> dict:
-    """Train on ``dataset`` at ``version`` (default: its LATEST) under ``data_root``."""
+    """Train on ``dataset`` at ``version`` (default: its LATEST) under ``data_root``: the scanner
+    (``options``), or with ``target="dense"`` a sentence-transformers retriever (``dense_options``)."""
     logger = get_run_logger()
     root = resolve_data_root(data_root)
     checked = validate_dataset_task(dataset, version or None, str(root))
@@ -88,6 +115,8 @@ def train(
             f"{checked['path']}: dataset {checked['name']} version {checked['version']} has no examples to train on; "
             "its dataset.json lists why chunks gave none (drop_reasons)"
         )
+    if target == "dense":
+        return _train_dense(checked, root, dense_options)
     run = run_name(checked["version"], options)
     out = DataLayout(root).models(checked["name"]) / run
     config = TrainConfig(dataset=checked["path"], out=str(out), **options.model_dump())
@@ -102,6 +131,19 @@ def train(
     logger.info("trained %s: checkpoint %s (event %s)", run, result["checkpoint"], events.MODEL_TRAINED)
     return {"dataset": checked["name"], "version": checked["version"], "run": run, "out": str(out),
             "checkpoint": result["checkpoint"], "step": result["step"]}
+
+
+def _train_dense(checked: dict, root: Path, options) -> dict:
+    logger = get_run_logger()
+    run = run_name(checked["version"], options, "dense")
+    out = DataLayout(root).models(checked["name"]) / run
+    result = train_dense_task(DenseTrainConfig(dataset=checked["path"], out=str(out), **options.model_dump()))
+    if not result.get("model"):
+        raise RuntimeError(f"dense training {out} finished without a model; check its metrics.jsonl")
+    _train_artifacts(checked, run, out, result)
+    logger.info("trained dense %s: model %s (evaluate it with --retriever dense:%s)", run, out, out)
+    return {"dataset": checked["name"], "version": checked["version"], "run": run, "out": str(out),
+            "model": result["model"], "step": result["step"], "target": "dense"}
 
 
 def _train_artifacts(checked: dict, run: str, out: Path, result: dict) -> None:
