@@ -35,6 +35,7 @@ from training.data import ExampleStream, make_loader, pack_units
 from training.loop import (
     TrainingModel,
     accumulate_gradients,
+    clear_gradients,
     configure_optimizer,
     graph_forward,
     lr_factor,
@@ -112,7 +113,7 @@ def bench_loop(name: str, micro_batch_tokens: int, dataset: str, variant: str, w
         torch.nn.utils.clip_grad_norm_(trained.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        clear_gradients(optimizer, config)
         return result["tokens"]
 
     seconds, tokens = timed(step, warmup, steps)

@@ -91,7 +91,23 @@ def graph_forward(model: torch.nn.Module, config: TrainConfig, device: torch.dev
               torch.zeros((1, units), dtype=torch.long, device=device),
               torch.zeros((1, length), dtype=torch.int32, device=device))
     with autocast(config, device):
-        return torch.cuda.make_graphed_callables(model, sample, allow_unused_input=True)
+        graphed = torch.cuda.make_graphed_callables(model, sample, allow_unused_input=True)
+    for parameter in model.parameters():  # see clear_gradients
+        if parameter.requires_grad and parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+    return graphed
+
+
+def clear_gradients(optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:
+    """Zero the gradients for the next optimizer step.
+
+    Under CUDA graphs they stay allocated and are zeroed in place: the graphed backward hands
+    autograd its static gradient buffers, and a parameter whose ``.grad`` is None adopts the
+    buffer itself, which the next micro-batch's replay then overwrites, so accumulating two
+    micro-batches gave twice the second one's gradient (pytorch/pytorch#181723; caught by
+    tests/test_training_gpu.py). With ``.grad`` allocated, autograd adds into it instead.
+    """
+    optimizer.zero_grad(set_to_none=not config.cuda_graphs)
 
 
 def configure_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -305,7 +321,8 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
                            seed=config.seed, shuffle_buffer=config.shuffle_buffer, rank=rank,
                            world_size=world_size, skip_micro_batches=micro_batches_done,
                            skip_documents=split.held_out or frozenset(), pack=config.pack,
-                           with_match=config.match_loss_weight > 0)
+                           with_match=config.match_loss_weight > 0, relabel_share=config.relabel_share,
+                           vocab_size=model.shape.vocab_size)
     batches = iter(make_loader(stream, num_workers=config.num_workers, pin_memory=device.type == "cuda"))
     rows_of = {dataset.path / shard["file"]: shard["rows"] for shard in dataset.manifest["shards"]}
     shares = consumer_rows([rows_of.get(path, 0) for path in train_files], world_size * max(1, config.num_workers))
@@ -343,7 +360,7 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
         grad_norm = torch.nn.utils.clip_grad_norm_(trained.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        clear_gradients(optimizer, config)
         step += 1
         micro_batches_done += accum
         pending.append({"step": step, "loss": result["loss"], "match_loss": result["match_loss"],
