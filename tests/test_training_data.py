@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from training.data import (
-    ExampleStream, bucket_of, count_too_long, examples_from_batch, recall_at_k, split_files, validation_examples,
+    ExampleStream, bucket_of, count_too_long, examples_from_batch, recall_at_k, relabel, split_files,
+    validation_examples,
 )
 from tests.probe_data import probe_examples, write_probe_dataset
 
@@ -91,6 +92,46 @@ def test_the_order_depends_on_the_seed_and_changes_between_epochs(dataset):
     assert order(0, 0) == order(0, 0)
     assert order(0, 0) != order(1, 0)
     assert order(0, 0) != order(0, 1) and sorted(order(0, 0)) == sorted(order(0, 1))
+
+
+def _shape(example) -> tuple:
+    """What relabelling must keep: where each token first occurred (so which tokens repeat where),
+    the label positions and the labels."""
+    first: dict[int, int] = {}
+    return tuple(first.setdefault(t, len(first)) for t in example.input_ids), tuple(example.positions), tuple(example.labels)
+
+
+def test_relabelled_examples_keep_which_tokens_recur_where_and_nothing_else(dataset):
+    ds, _ = dataset
+    files = ds.shard_paths()
+    plain = list(_stream(files)._examples(0, 1, epoch=0))
+    renamed = list(_stream(files, relabel_share=1.0, vocab_size=50277)._examples(0, 1, epoch=0))
+    assert sorted(map(_shape, plain)) == sorted(map(_shape, renamed))
+    assert not {_fingerprint(e.input_ids) for e in plain} & {_fingerprint(e.input_ids) for e in renamed}
+    assert all(0 < t < 50277 for e in renamed for t in e.input_ids)
+    again = list(_stream(files, relabel_share=1.0, vocab_size=50277)._examples(0, 1, epoch=0))
+    assert [e.input_ids for e in again] == [e.input_ids for e in renamed]  # a pure function of the seed: resume holds
+
+
+def test_a_relabel_share_renames_about_that_share_of_the_examples(dataset):
+    ds, examples = dataset
+    originals = {_fingerprint(e.question_ids + e.token_ids) for e in examples}
+    stream = _stream(ds.shard_paths(), relabel_share=0.5, vocab_size=50277)
+    seen = [e for epoch in range(4) for e in stream._examples(0, 1, epoch)]
+    renamed = sum(_fingerprint(e.input_ids) not in originals for e in seen)
+    assert 0.3 * len(seen) < renamed < 0.7 * len(seen)
+
+
+def test_relabelling_keeps_the_pad_id_and_refuses_a_vocabulary_too_small():
+    import random
+
+    from training.data import PAD_ID, Example
+
+    example = Example([5, 9, 5, PAD_ID, 7, 9], [3, 5], [0.0, 1.0], 2)
+    renamed = relabel(example, random.Random(0), 50277)
+    assert renamed.input_ids[3] == PAD_ID and renamed.input_ids[0] == renamed.input_ids[2] != renamed.input_ids[1]
+    with pytest.raises(ValueError, match="cannot be relabelled"):
+        relabel(example, random.Random(0), 3)
 
 
 def test_examples_longer_than_every_bucket_are_counted_as_too_long(dataset):

@@ -132,6 +132,10 @@ class TrainConfig(BaseModel):
     # Training-only match objective (Example.match_labels), added to the unit loss with this
     # weight; 0 is the paper's objective alone. From scratch it is what makes the scanner learn.
     match_loss_weight: float = Field(default=0.0, ge=0)
+    # Share of training examples whose token ids are renamed by a random one-to-one map, the same
+    # for question and chunk (training.data.relabel): matching the question still pays, memorising
+    # a document's rare ids does not. Validation examples are never relabelled.
+    relabel_share: float = Field(default=0.0, ge=0, le=1)
     # Packed rows (mamba_ssm only): examples end to end in one row of micro_batch_tokens, the state
     # restarted at each; cuda_graphs (needs pack) replays each micro-batch as one CUDA graph.
     pack: bool = False

@@ -64,6 +64,19 @@ class Example:
         return [1.0 if token in telling else 0.0 for token in self.input_ids[start:]]
 
 
+def relabel(example: Example, rng: random.Random, vocab_size: int) -> Example:
+    """The example with its token ids renamed by a random one-to-one map (the same for question and
+    chunk; the pad id kept). Which question tokens recur in which units is unchanged, so matching
+    the question still finds the positives, while whatever a model memorised about particular ids
+    (this document's rare names) no longer applies."""
+    distinct = sorted(set(example.input_ids) - {PAD_ID})
+    if len(distinct) >= vocab_size - 1:
+        raise ValueError(f"an example of {len(distinct)} distinct tokens cannot be relabelled within a vocabulary of {vocab_size}")
+    mapping = dict(zip(distinct, rng.sample(range(1, vocab_size), len(distinct))))
+    mapping[PAD_ID] = PAD_ID
+    return Example([mapping[t] for t in example.input_ids], example.positions, example.labels, example.question_length)
+
+
 def examples_from_batch(batch) -> Iterator[Example]:
     """Model examples from an Arrow record batch of the ``examples`` artifact (COLUMNS projected)."""
     columns = {name: batch.column(name).to_pylist() for name in ("question_ids", "token_ids", "sentence_ends", "positives")}
@@ -175,6 +188,8 @@ class ExampleStream(torch.utils.data.IterableDataset):
         skip_documents: frozenset[str] = frozenset(),
         pack: bool = False,
         with_match: bool = False,
+        relabel_share: float = 0.0,
+        vocab_size: int = 50277,
     ) -> None:
         if not files:
             raise ValueError("no examples shards to train on (the dataset's data/train-*.parquet list is empty)")
@@ -189,6 +204,8 @@ class ExampleStream(torch.utils.data.IterableDataset):
         self.skip_micro_batches = skip_micro_batches
         self.pack = pack
         self.with_match = with_match
+        self.relabel_share = relabel_share
+        self.vocab_size = vocab_size
 
     def _consumer(self) -> tuple[int, int, int, int]:
         """(consumer index, number of consumers, dataloader workers, this worker's logical index).
@@ -225,6 +242,8 @@ class ExampleStream(torch.utils.data.IterableDataset):
                         continue
                     if doc_id in self.skip_documents:
                         continue
+                    if self.relabel_share and rng.random() < self.relabel_share:
+                        example = relabel(example, rng, self.vocab_size)
                     buffer.append(example)
                     if len(buffer) >= self.shuffle_buffer:
                         yield buffer.pop(rng.randrange(len(buffer)))
