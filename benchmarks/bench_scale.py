@@ -9,6 +9,8 @@ Each mode runs the offline generation of the same config (``num_shards`` = 4, cu
 a fresh process, against one Prefect server this script starts (worker processes report to it):
 
 - ``direct``: ``generators.stage.run_generation`` in one process (no Prefect): the baseline;
+- ``direct-1thread``: the same with ``TOKENIZERS_PARALLELISM=false``: one process on one core (the
+  default ``direct`` already puts the tokenizer's batch encoding on both cores);
 - ``threads``: the ``generate`` flow with 2 threads;
 - ``dask``: the flow on a local Dask cluster of 2 worker processes;
 - ``ray``: the flow on a local Ray instance.
@@ -114,6 +116,8 @@ def peak_rss_of_tree(process: subprocess.Popen, samples: list[int]) -> None:
 
 
 def run_mode(mode: str, config: dict, data: Path, env: dict) -> dict:
+    if mode == "direct-1thread":
+        mode, env = "direct", {**env, "TOKENIZERS_PARALLELISM": "false"}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-c", RUN, json.dumps(config), str(data), mode], cwd=REPO, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -164,7 +168,7 @@ def main() -> None:
     parser.add_argument("--megabytes", type=float, default=320)
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--duplicate-every", type=int, default=20)
-    parser.add_argument("--modes", default="direct,threads,dask,ray")
+    parser.add_argument("--modes", default="direct,direct-1thread,threads,dask,ray")
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--ratio-mb", type=float, default=30)
     parser.add_argument("--tokenizer", default=str(SHARED / "tokenizers" / "gpt-neox-20b" / "tokenizer.json"))
@@ -195,14 +199,16 @@ def main() -> None:
         ratio = stage_vs_tokenizer(paths, args.ratio_mb, args.tokenizer)
     finally:
         stop_process(server)
-    base = results.get("direct")
-    print("\n| mode | wall s | MB/s | MB/s per core | peak RSS of a process (MB) | vs direct | same bytes as direct |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    base, single = results.get("direct"), results.get("direct-1thread")
+    print("\n| mode | wall s | MB/s | MB/s per core | peak RSS of a process (MB) | vs direct | vs direct-1thread "
+          "| same bytes as direct |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for mode, r in results.items():
         rate = size / 1e6 / r["wall"]
-        versus = f"{base['wall'] / r['wall']:.2f}x" if base else "-"
+        versus = [f"{b['wall'] / r['wall']:.2f}x" if b else "-" for b in (base, single)]
         same = "yes" if base and r["shards"] == base["shards"] else ("-" if not base else "NO")
-        print(f"| {mode} | {r['wall']:.1f} | {rate:.2f} | {rate / args.cores:.2f} | {r['peak_mb']:,.0f} | {versus} | {same} |")
+        print(f"| {mode} | {r['wall']:.1f} | {rate:.2f} | {rate / args.cores:.2f} | {r['peak_mb']:,.0f} | {versus[0]} "
+              f"| {versus[1]} | {same} |")
     manifest = next(iter(results.values()))["manifest"]
     print(f"\nshards: {len(manifest['shard_inputs'])} ({'; '.join(manifest['shard_plan_notes']) or 'as asked'}); "
           f"documents {manifest['counts']['documents']:,}, examples {manifest['counts']['examples']:,}, "
