@@ -130,7 +130,8 @@ class TrainConfig(BaseModel):
     shuffle_buffer: int = 256
     num_workers: int = 0  # dataloader worker processes per rank (each reads its own shard files)
     # Training-only match objective (Example.match_labels), added to the unit loss with this
-    # weight; 0 is the paper's objective alone. From scratch it is what makes the scanner learn.
+    # weight; 0 is the paper's objective alone. Tried from scratch, it fitted the training batches
+    # faster but did not help held-out documents (BENCHMARKS.md, "Learning from scratch").
     match_loss_weight: float = Field(default=0.0, ge=0)
     # Share of training examples whose token ids are renamed by a random one-to-one map, the same
     # for question and chunk (training.data.relabel): matching the question still pays, memorising
