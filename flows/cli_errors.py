@@ -74,11 +74,12 @@ def is_disk_full(error: BaseException) -> bool:
     )
 
 
-def os_error_line(error: OSError, data_root: Path) -> str:
-    """One line for an OSError met while writing under ``data_root``, naming the file and the fix."""
+def os_error_line(error: OSError, data_root: Path, option: str = "--data",
+                  resume: str = "rerun the same command to resume") -> str:
+    """One line for an OSError met while writing under ``data_root`` (the folder ``option`` names),
+    naming the file and the fix."""
     where = error.filename or data_root
     if is_disk_full(error):
-        return (f"{where}: no space left on device; free space under {data_root} (or pass --data on "
-                "another disk), then rerun the same command to resume")
+        return f"{where}: no space left on device; free space under {data_root} (or pass {option} on another disk), then {resume}"
     reason = error.strerror or str(error)
-    return f"{where}: {reason}; fix it, then rerun the same command to resume"
+    return f"{where}: {reason}; fix it, then {resume}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -107,6 +108,8 @@ def train(
     except (CheckpointError, StoreError, ValueError, RuntimeError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    except OSError as error:  # a full disk, a read-only run folder
+        _os_failure(error, train_config.out)
     finally:
         if world_size > 1:
             torch.distributed.destroy_process_group()
@@ -151,7 +154,17 @@ def _train_dense(given: dict, preset: Optional[str], dataset: str, out: str, con
     except (StoreError, ValueError, RuntimeError) as error:  # ValueError: also a run folder holding a run
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    except OSError as error:  # a full disk, a read-only run folder
+        _os_failure(error, config.out)
     typer.echo(json.dumps(result, indent=2, default=str))
+
+
+def _os_failure(error: OSError, out: str) -> None:
+    """One line for an OSError while training into ``out``: checkpoints and LATEST are written
+    atomically, so the last complete checkpoint is what --resume continues from."""
+    from flows.cli_errors import EXIT_FAILED, fail, os_error_line
+
+    fail(os_error_line(error, Path(out), "--out", "rerun with --resume to continue from the last checkpoint"), EXIT_FAILED)
 
 
 if __name__ == "__main__":

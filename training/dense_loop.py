@@ -33,7 +33,6 @@ from training.dense import EXAMPLE_COLUMNS, DensePairs, DenseTrainConfig, HeldOu
 
 log = logging.getLogger("linkscan.training.dense")
 PROVENANCE = "linkscan_dense.json"
-RUN_FILES = ("checkpoints", "metrics.jsonl", "train_config.json")
 
 
 def _trainer_modules():
@@ -158,13 +157,14 @@ def claim_dense_folder(out: Path, overwrite: bool) -> None:
     ``overwrite``, remove the old run and the model files it exported."""
     from training.loop import claim_run_folder
 
-    claim_run_folder(out, overwrite)
     provenance = out / PROVENANCE
-    if overwrite and provenance.is_file():
-        for name in json.loads(provenance.read_text()).get("files", []):
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        provenance.unlink()
+    exported = json.loads(provenance.read_text()).get("files", []) if overwrite and provenance.is_file() else []
+    if overwrite:  # the marker of a finished model goes first: a cut-off removal leaves no finished-looking folder
+        provenance.unlink(missing_ok=True)
+    claim_run_folder(out, overwrite)
+    for name in exported:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def _keep_metrics_until(path: Path, step: int) -> None:
@@ -180,8 +180,15 @@ def export_model(model, out: Path, card: str, provenance: dict) -> None:
     then ``linkscan_dense.json`` (listing those files) last: its presence means a finished model."""
     staging = out / ".export"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(str(staging), create_model_card=False)
-    (staging / "README.md").write_text(card)
+    try:
+        model.save_pretrained(str(staging), create_model_card=False)
+        (staging / "README.md").write_text(card)
+    except BaseException:  # a full disk or a signal: no half-written export left behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # Files of an earlier export are replaced one by one: until the new marker is written below,
+    # the folder must not claim a finished model.
+    (out / PROVENANCE).unlink(missing_ok=True)
     files = sorted(p.name for p in staging.iterdir())
     for name in files:
         target = out / name
@@ -259,7 +266,7 @@ def train_dense(config: DenseTrainConfig, *, resume: bool = False, overwrite: bo
         claim_dense_folder(out, overwrite)
     checkpoint = latest_checkpoint(out) if resume else None
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps({"target": "dense", **config.model_dump(mode="json")}, indent=2) + "\n")
+    atomic_write(out / "train_config.json", json.dumps({"target": "dense", **config.model_dump(mode="json")}, indent=2) + "\n")
     if checkpoint is not None:
         _keep_metrics_until(out / "metrics.jsonl", int(checkpoint.name.rpartition("-")[2]))
     transformers.logging.set_verbosity_warning()
@@ -292,9 +299,11 @@ def train_dense(config: DenseTrainConfig, *, resume: bool = False, overwrite: bo
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     seconds = time.perf_counter() - started
     step = trainer.state.global_step
-    metrics, base_metrics = last_metrics(out / "metrics.jsonl"), base_validation(out / "metrics.jsonl")
+    rows = _rows(out / "metrics.jsonl")
+    metrics, base_metrics = last_metrics(rows), base_validation(rows)
+    last_checkpoint = latest_checkpoint(out)
     result = {**summary, "step": step, "seconds": seconds, "last_metrics": metrics, "base_validation": base_metrics,
-              "checkpoint": str(latest_checkpoint(out)) if latest_checkpoint(out) else None, "model": None}
+              "checkpoint": str(last_checkpoint) if last_checkpoint else None, "model": None}
     if step >= steps:
         source = {"name": dataset.name, "version": dataset.version, "path": str(dataset.path),
                   "method": (dataset.manifest.get("config") or {}).get("method", "unknown"),
@@ -305,9 +314,9 @@ def train_dense(config: DenseTrainConfig, *, resume: bool = False, overwrite: bo
     return result
 
 
-def base_validation(path: Path) -> dict:
+def base_validation(rows: list[dict]) -> dict:
     """The held-out metrics of the model before its first step (the row of step 0), or {}."""
-    for row in _rows(path):
+    for row in rows:
         if row["step"] == 0 and any(key.startswith("val_recall@") for key in row):
             return row
     return {}
@@ -317,9 +326,9 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
 
 
-def last_metrics(path: Path) -> dict:
-    """The latest value of every metric in metrics.jsonl (validation rows and training rows merged)."""
+def last_metrics(rows: list[dict]) -> dict:
+    """The latest value of every metric in metrics.jsonl's rows (validation and training rows merged)."""
     merged: dict = {}
-    for row in _rows(path):
+    for row in rows:
         merged.update(row)
     return merged
