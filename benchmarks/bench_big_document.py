@@ -2,7 +2,7 @@
 
 The document is real text: the Project Gutenberg books of ``../shared/corpora/dev/gutenberg.jsonl.gz``
 joined (and repeated, each copy headed "Part N") into one JSONL record of ``--megabytes`` MB. Each
-side runs ``python -m flows.cli generate`` on it in a fresh process under ``/usr/bin/time -v``
+side runs ``python -m linkscan.flows.cli generate`` on it in a fresh process under ``/usr/bin/time -v``
 (offline generator, one shard): ``after`` from this checkout, ``before`` from ``--before REF``
 checked out in a temporary git worktree, alternately, ``--repeats`` times, in one sitting. Reported:
 peak RSS (the process's VmHWM as ``time`` reads it), wall and CPU seconds, and whether the two
@@ -48,7 +48,7 @@ def build_document(target: Path, megabytes: float) -> int:
 
 
 def run_side(checkout: Path, document: Path, data: Path, tokenizer: Path) -> dict:
-    command = ["/usr/bin/time", "-v", sys.executable, "-m", "flows.cli", "generate", "--corpus", str(document),
+    command = ["/usr/bin/time", "-v", sys.executable, "-m", "linkscan.flows.cli", "generate", "--corpus", str(document),
                "--data", str(data), "--name", "long", "--tokenizer", str(tokenizer), "--num-shards", "1"]
     done = subprocess.run(command, cwd=checkout, capture_output=True, text=True)
     if done.returncode != 0:

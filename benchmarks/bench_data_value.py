@@ -7,12 +7,12 @@ for our offline data, on CPU, in five stages (rerunning with the same --work reu
    (offline generator, one seed, one corpus config: the same chunks for all three).
 2. same size: the chunks for which every method made an example; a seeded sample of --chunks of
    them, published as one small version per method (its manifest names the parent version).
-3. fine-tune: ``training.dense_loop.train_dense`` from the packaged all-MiniLM-L6-v2 on each, with
+3. fine-tune: ``linkscan.training.dense_loop.train_dense`` from the packaged all-MiniLM-L6-v2 on each, with
    the same settings: --pairs pairs each (a seeded sample), --pairs / --batch-size steps.
 4. evaluate: one ``run_evaluation`` of bm25, the base model and the three fine-tuned ones on the
    evidence sets (the first --max-questions questions of each).
 5. paired bootstrap: per benchmark and metric, the per-question difference fine-tuned - base, its
-   mean and 95% interval (``evaluation.metrics.bootstrap_ci`` over the differences).
+   mean and 95% interval (``linkscan.evaluation.metrics.bootstrap_ci`` over the differences).
 
 Writes ``<work>/data_value.json`` and ``<work>/data_value.md`` and prints the tables, with wall and
 CPU seconds per stage.
@@ -49,8 +49,8 @@ def timed(stages: dict, name: str, fn):
 # -- 1. generate ------------------------------------------------------------------------------
 def generate(args: argparse.Namespace, data: Path) -> dict[str, Path]:
     """One published version per method; a version already there is reused (same config, same id)."""
-    from generators.config import load_config
-    from generators.stage import run_generation
+    from linkscan.generators.config import load_config
+    from linkscan.generators.stage import run_generation
 
     versions = {}
     for method in METHODS:
@@ -67,7 +67,7 @@ def generate(args: argparse.Namespace, data: Path) -> dict[str, Path]:
 # -- 2. same size -------------------------------------------------------------------------------
 def common_chunks(versions: dict[str, Path], count: int, seed: int) -> list[str]:
     """A seeded sample of ``count`` chunks for which every method made an example."""
-    from pipeline.store import open_dataset
+    from linkscan.pipeline.store import open_dataset
 
     chunk_sets = [set(open_dataset(path).read_table(columns=["chunk_id"]).column("chunk_id").to_pylist())
                   for path in versions.values()]
@@ -82,7 +82,7 @@ def publish_subset(parent_path: Path, chunk_ids: list[str], data: Path, method: 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from pipeline.store import DatasetWriter, open_dataset, published_version, version_id
+    from linkscan.pipeline.store import DatasetWriter, open_dataset, published_version, version_id
 
     parent = open_dataset(parent_path)
     config = {"parent": {"name": parent.name, "version": parent.version}, "method": method, "generator": "offline",
@@ -103,8 +103,8 @@ def publish_subset(parent_path: Path, chunk_ids: list[str], data: Path, method: 
 # -- 3. fine-tune ---------------------------------------------------------------------------------
 def fine_tune(args: argparse.Namespace, dataset: Path, out: Path) -> dict:
     """``train_dense`` with the benchmark's settings; a finished run with the same settings is reused."""
-    from training.dense import DenseTrainConfig
-    from training.dense_loop import PROVENANCE, train_dense
+    from linkscan.training.dense import DenseTrainConfig
+    from linkscan.training.dense_loop import PROVENANCE, train_dense
 
     steps = args.pairs // args.batch_size
     config = DenseTrainConfig(dataset=str(dataset), out=str(out), device="cpu", seed=args.seed, max_steps=steps,
@@ -124,8 +124,8 @@ def fine_tune(args: argparse.Namespace, dataset: Path, out: Path) -> dict:
 
 # -- 4. evaluate ----------------------------------------------------------------------------------
 def evaluate(args: argparse.Namespace, models: dict[str, Path], out: Path):
-    from evaluation.run import EvalConfig, run_evaluation
-    from pipeline.config import CorpusConfig
+    from linkscan.evaluation.run import EvalConfig, run_evaluation
+    from linkscan.pipeline.config import CorpusConfig
 
     retrievers = ["bm25", "dense", *(f"dense:{models[m]}" for m in METHODS)]
     config = EvalConfig(benchmarks=args.evalsets, only=list(args.only), retrievers=retrievers,
@@ -150,7 +150,7 @@ def mean_of(rows: list[dict], retriever: str, benchmark: str, metric: str) -> fl
 
 
 def tables(rows: list[dict], models: dict[str, Path], benchmarks, samples: int, seed: int) -> tuple[dict, str]:
-    from evaluation.metrics import bootstrap_ci
+    from linkscan.evaluation.metrics import bootstrap_ci
 
     results, lines = {}, []
     for metric in METRICS:

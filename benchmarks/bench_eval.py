@@ -16,12 +16,12 @@ import statistics
 import time
 from pathlib import Path
 
-from evaluation.benchmarks import load_plain_benchmark
-from evaluation.retrievers import Query, make_retriever
-from evaluation.units import segment_document
-from pipeline.config import CorpusConfig
-from pipeline.segment import Segmenter
-from pipeline.tokenize import load_tokenizer
+from linkscan.evaluation.benchmarks import load_plain_benchmark
+from linkscan.evaluation.retrievers import Query, make_retriever
+from linkscan.evaluation.units import segment_document
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.segment import Segmenter
+from linkscan.pipeline.tokenize import load_tokenizer
 
 
 def median_seconds(fn, repeats: int) -> float:

@@ -21,12 +21,12 @@ import platform
 from pathlib import Path
 
 from bench_eval import median_seconds  # benchmarks/ is on the path when a script here runs
-from evaluation.benchmarks import load_plain_benchmark
-from evaluation.retrievers import DenseRetriever
-from evaluation.units import segment_document
-from pipeline.config import CorpusConfig
-from pipeline.segment import Segmenter
-from pipeline.tokenize import load_tokenizer
+from linkscan.evaluation.benchmarks import load_plain_benchmark
+from linkscan.evaluation.retrievers import DenseRetriever
+from linkscan.evaluation.units import segment_document
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.segment import Segmenter
+from linkscan.pipeline.tokenize import load_tokenizer
 
 
 def documents_up_to(evalsets: Path, benchmark: str, units: int, segmenter) -> list:

@@ -2,7 +2,7 @@
 
 Side by side, each in a fresh process and a fresh data folder, against one local Prefect server:
 
-- ``direct``:  ``generators.stage.run_generation`` (no Prefect);
+- ``direct``:  ``linkscan.generators.stage.run_generation`` (no Prefect);
 - ``threads``: the ``generate`` flow, shards on the ThreadPoolTaskRunner (2 workers);
 - ``dask``:    the ``generate`` flow, shards on a local Dask cluster (2 workers, threads).
 
@@ -22,21 +22,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flows.server import server_env, start_server, stop_process, wait_healthy  # noqa: E402
+from linkscan.flows.server import server_env, start_server, stop_process, wait_healthy  # noqa: E402
 
 RUN = """
 import json, sys
 from pathlib import Path
-from flows.generate import demo_config, with_demo_inputs
+from linkscan.flows.generate import demo_config, with_demo_inputs
 root = Path(sys.argv[2])
 config = with_demo_inputs(demo_config(), root)
 if sys.argv[1] == "direct":
-    from generators.stage import run_generation
+    from linkscan.generators.stage import run_generation
     result = run_generation(config, root)
     print("EXAMPLES", result.manifest["counts"]["examples"])
 else:
-    from flows.generate import generate
-    from flows.runtime import TaskRunnerConfig
+    from linkscan.flows.generate import generate
+    from linkscan.flows.runtime import TaskRunnerConfig
     runner = TaskRunnerConfig(kind="threads", max_workers=2) if sys.argv[1] == "threads" else TaskRunnerConfig(kind="dask", n_workers=2)
     result = generate(config=config, data_root=str(root), task_runner=runner)
     manifest = json.loads((Path(result["path"]) / "dataset.json").read_text())

@@ -26,10 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from generators.config import load_config  # noqa: E402
-from generators.stage import run_generation  # noqa: E402
-from pipeline.corpus import corpus_to_chunks  # noqa: E402
-from pipeline.drops import Drops  # noqa: E402
+from linkscan.generators.config import load_config  # noqa: E402
+from linkscan.generators.stage import run_generation  # noqa: E402
+from linkscan.pipeline.corpus import corpus_to_chunks  # noqa: E402
+from linkscan.pipeline.drops import Drops  # noqa: E402
 
 
 def measure(fn) -> tuple[float, float, object]:

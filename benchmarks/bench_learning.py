@@ -1,6 +1,6 @@
 """Does a scanner learn from scratch? One training run of a preset on a dataset, with its curves.
 
-Runs ``training.loop.train`` (no CLI, so it also runs where typer is not installed) with a named
+Runs ``linkscan.training.loop.train`` (no CLI, so it also runs where typer is not installed) with a named
 preset plus overrides, into a run folder, then copies ``metrics.jsonl`` and ``train_config.json``
 to ``--keep`` (the checkpoints stay behind: 1.5 GB for 130m) and prints the last validation next
 to the targets of issue 15: held-out recall@5 at least 3x the random ranking's and validation
@@ -42,8 +42,8 @@ def targets(metrics: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
-    from training.configs import TrainConfig, preset_values
-    from training.loop import train
+    from linkscan.training.configs import TrainConfig, preset_values
+    from linkscan.training.loop import train
 
     values = {**preset_values(args.preset), **parse_overrides(args.set)}
     config = TrainConfig(dataset=args.dataset, out=args.out, progress=False, **values)

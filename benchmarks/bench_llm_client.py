@@ -25,9 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from generators.llm import prompts  # noqa: E402
-from generators.llm.client import LLMClient  # noqa: E402
-from generators.llm.config import LLMConfig  # noqa: E402
+from linkscan.generators.llm import prompts  # noqa: E402
+from linkscan.generators.llm.client import LLMClient  # noqa: E402
+from linkscan.generators.llm.config import LLMConfig  # noqa: E402
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:

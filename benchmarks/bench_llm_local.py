@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flows.local_llm import LocalLLMServer, missing_reason  # noqa: E402
+from linkscan.flows.local_llm import LocalLLMServer, missing_reason  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 DEFAULT_DOCUMENTS = ("pydoc311-library-re", "scotus-2011-christopher-v-smithkline-beecham-corp")
@@ -69,7 +69,7 @@ def write_config(path: Path, args, server: LocalLLMServer) -> None:
 
 def read_stats(data: Path, name: str) -> tuple[dict, str]:
     """({counts, drops, llm}, where from): the published version's, or summed from the staging folder."""
-    from generators.llm.backend import merge_llm_stats
+    from linkscan.generators.llm.backend import merge_llm_stats
 
     published = sorted((data / "datasets" / name).glob("*/dataset.json"))
     if published:
@@ -110,7 +110,7 @@ def stage_table(llm: dict) -> list[dict]:
 
 def print_samples(data: Path, name: str, n: int, title: str) -> None:
     """The first ``n`` examples of the dataset (by example id): the question and its evidence units."""
-    from pipeline.store import StoreError, open_dataset
+    from linkscan.pipeline.store import StoreError, open_dataset
 
     try:
         rows = open_dataset(name, data_root=data).read_table("examples", columns=["example_id", "question", "positives", "sentences"]).to_pylist()
@@ -158,7 +158,7 @@ def main() -> None:
     with LocalLLMServer(n_ctx=args.n_ctx, threads=args.threads, log_path=workdir / "server.log") as server:
         server_ready_s = time.perf_counter() - started
         write_config(config_path, args, server)
-        command = [sys.executable, "-m", "flows.cli", "generate", "--config", str(config_path), "--corpus", str(corpus),
+        command = [sys.executable, "-m", "linkscan.flows.cli", "generate", "--config", str(config_path), "--corpus", str(corpus),
                    "--data", str(data), "--name", name, "--tokenizer", args.tokenizer,
                    "--chunk-tokens", str(args.chunk_tokens)]
         generate_started = time.perf_counter()
@@ -195,7 +195,7 @@ def main() -> None:
     if args.samples:
         print_samples(data, name, args.samples, "LLM back end")
         offline = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "generate", "--corpus", str(corpus), "--data", str(data), "--name", "offline",
+            [sys.executable, "-m", "linkscan.flows.cli", "generate", "--corpus", str(corpus), "--data", str(data), "--name", "offline",
              "--tokenizer", args.tokenizer, "--chunk-tokens", str(args.chunk_tokens), "--method", args.method],
             cwd=REPO, capture_output=True, text=True)
         if offline.returncode == 0:

@@ -56,8 +56,8 @@ def run_raw_paragraphs(texts: list[str], tokenizer) -> tuple[float, int]:
 
 
 def run_stage(paths: list[Path], config) -> tuple[float, int, int, dict]:
-    from pipeline.corpus import corpus_to_chunks
-    from pipeline.drops import Drops
+    from linkscan.pipeline.corpus import corpus_to_chunks
+    from linkscan.pipeline.drops import Drops
 
     drops = Drops()
     start = time.perf_counter()
@@ -78,7 +78,7 @@ def _high_water_mib() -> float:
 
 def child_peak(paths: list[str], config_json: str) -> None:
     """Run the stage once and print the peak RSS in MiB (used by the memory measurement)."""
-    from pipeline.config import CorpusConfig
+    from linkscan.pipeline.config import CorpusConfig
 
     seconds, tokens, chunks, _ = run_stage([Path(p) for p in paths], CorpusConfig.model_validate_json(config_json))
     peak_mib = _high_water_mib()
@@ -120,8 +120,8 @@ def main() -> None:
         child_peak(args.child, args.config_json)
         return
 
-    from pipeline.config import CorpusConfig
-    from pipeline.tokenize import load_tokenizer
+    from linkscan.pipeline.config import CorpusConfig
+    from linkscan.pipeline.tokenize import load_tokenizer
 
     config = CorpusConfig(tokenizer=args.tokenizer, segmenter=args.segmenter)
     paths = [Path(p) for p in args.corpus]

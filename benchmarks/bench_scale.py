@@ -8,7 +8,7 @@ document written a second time unmarked in a later file (so the corpus-wide dedu
 Each mode runs the offline generation of the same config (``num_shards`` = 4, cut by content) in
 a fresh process, against one Prefect server this script starts (worker processes report to it):
 
-- ``direct``: ``generators.stage.run_generation`` in one process (no Prefect): the baseline;
+- ``direct``: ``linkscan.generators.stage.run_generation`` in one process (no Prefect): the baseline;
 - ``direct-1thread``: the same with ``TOKENIZERS_PARALLELISM=false``: one process on one core (the
   default ``direct`` already puts the tokenizer's batch encoding on both cores);
 - ``threads``: the ``generate`` flow with 2 threads;
@@ -49,13 +49,13 @@ import json, sys
 config = json.loads(sys.argv[1])
 mode = sys.argv[3]
 if mode == "direct":
-    from generators.config import GenerateConfig
-    from generators.stage import run_generation
+    from linkscan.generators.config import GenerateConfig
+    from linkscan.generators.stage import run_generation
     result = run_generation(GenerateConfig.model_validate(config), sys.argv[2])
     print("PATH", result.path)
 else:
-    from flows.generate import generate
-    from flows.runtime import TaskRunnerConfig
+    from linkscan.flows.generate import generate
+    from linkscan.flows.runtime import TaskRunnerConfig
     runner = {"threads": {"kind": "threads", "max_workers": 2},
               "dask": {"kind": "dask", "n_workers": 2, "processes": True},
               "ray": {"kind": "ray"}}[mode]
@@ -137,10 +137,10 @@ def run_mode(mode: str, config: dict, data: Path, env: dict) -> dict:
 
 def stage_vs_tokenizer(paths: list[Path], megabytes: float, tokenizer_path: str) -> dict:
     """The corpus stage alone and the raw tokenizer over the same texts (the first ``megabytes`` MB)."""
-    from pipeline.config import CorpusConfig
-    from pipeline.corpus import corpus_to_chunks
-    from pipeline.drops import Drops
-    from pipeline.tokenize import load_tokenizer
+    from linkscan.pipeline.config import CorpusConfig
+    from linkscan.pipeline.corpus import corpus_to_chunks
+    from linkscan.pipeline.drops import Drops
+    from linkscan.pipeline.tokenize import load_tokenizer
 
     sample = paths[0].with_name("ratio-sample.jsonl")
     texts, size = [], 0
@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--keep", help="keep the corpus and outputs in this folder")
     args = parser.parse_args()
 
-    from flows.server import server_env, start_server, stop_process, wait_healthy
+    from linkscan.flows.server import server_env, start_server, stop_process, wait_healthy
 
     scratch = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-scale-"))
     scratch.mkdir(parents=True, exist_ok=True)

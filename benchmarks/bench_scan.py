@@ -17,9 +17,9 @@ import time
 import numpy as np
 import torch
 
-from evaluation.scanning import scan_document
-from training.configs import model_shape
-from training.model import ScannerModel
+from linkscan.evaluation.scanning import scan_document
+from linkscan.training.configs import model_shape
+from linkscan.training.model import ScannerModel
 
 
 def measure(fn, repeats: int) -> tuple[float, float]:

@@ -7,7 +7,7 @@ micro-batch, as a from-scratch run at realistic batches does), in one process:
   on one row of ``micro_batch_tokens`` random tokens already on the GPU, a ``Linear(d_model, 1)``
   read at unit ends, BCE, fused AdamW. No data loading, no clipping: the floor of what any loop
   around these kernels costs.
-- ``loop-padded``: this project's step (``training.loop.accumulate_gradients``, grad clipping, fused
+- ``loop-padded``: this project's step (``linkscan.training.loop.accumulate_gradients``, grad clipping, fused
   AdamW, scheduler) fed by the real data path (``ExampleStream`` over ``--dataset``'s shards,
   dataloader worker processes, pinned memory), length-bucketed padded micro-batches.
 - ``loop-packed``: the same with packed rows (``pack``: one row of exactly micro_batch_tokens,
@@ -30,9 +30,9 @@ import time
 
 import torch
 
-from training.configs import TrainConfig, model_shape
-from training.data import ExampleStream, make_loader, pack_units
-from training.loop import (
+from linkscan.training.configs import TrainConfig, model_shape
+from linkscan.training.data import ExampleStream, make_loader, pack_units
+from linkscan.training.loop import (
     TrainingModel,
     accumulate_gradients,
     clear_gradients,
@@ -41,7 +41,7 @@ from training.loop import (
     lr_factor,
     masked_bce,
 )
-from training.model import ScannerModel
+from linkscan.training.model import ScannerModel
 
 
 def timed(step, warmup: int, steps: int) -> tuple[float, int]:
@@ -89,7 +89,7 @@ def bench_bare(name: str, micro_batch_tokens: int, warmup: int, steps: int) -> d
 
 def bench_loop(name: str, micro_batch_tokens: int, dataset: str, variant: str, warmup: int, steps: int,
                num_workers: int) -> dict:
-    from pipeline.store import open_dataset
+    from linkscan.pipeline.store import open_dataset
 
     packed = variant != "loop-padded"
     config = TrainConfig(dataset=dataset, out="-", shape=name, backend="mamba_ssm", device="cuda",

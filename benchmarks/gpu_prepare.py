@@ -9,7 +9,7 @@ It writes:
   extension (Mamba-2 never calls it), which is replaced by a stub that fails clearly if imported.
   This fits one call's transfer limit, so a single call can install and run.
 - ``.gpu/whl/``: pydantic and its dependencies for Python 3.12 (the GPU machine lacks them;
-  ``training.configs`` uses pydantic).
+  ``linkscan.training.configs`` uses pydantic).
 
 Training data for the GPU tests and benchmarks is a version ``linkscan generate`` made from the dev
 corpus, staged beside the bundle by ``benchmarks/gpu_stage_dataset.py <version folder>`` (into

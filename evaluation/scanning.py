@@ -2,7 +2,7 @@
 
 ``single_pass``: the question (with its newline) then the whole document, read once left to right.
 The pass runs in segments of ``segment_tokens`` with the SSM and convolution state carried from one
-segment to the next (``training.segments``), so memory is bounded by the segment, any length works
+segment to the next (``linkscan.training.segments``), so memory is bounded by the segment, any length works
 (the 1.3b kernels fail on one sequence of 262,144 tokens or more), and the scores equal those of
 one long pass.
 
@@ -18,8 +18,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from training.model import ScannerModel
-from training.segments import ScanState, score_segment
+from linkscan.training.model import ScannerModel
+from linkscan.training.segments import ScanState, score_segment
 
 MODES = ("single_pass", "sliding_window")
 DEFAULT_SEGMENT_TOKENS = 131072

@@ -1,7 +1,7 @@
 """Benchmark documents as retrieval units, and gold evidence spans mapped onto those units.
 
-Documents are segmented and tokenized exactly as in generation (``pipeline.segment.Segmenter`` and
-``pipeline.tokenize.tokenize_units``), so the scanner sees the same units it was trained on. A
+Documents are segmented and tokenized exactly as in generation (``linkscan.pipeline.segment.Segmenter`` and
+``linkscan.pipeline.tokenize.tokenize_units``), so the scanner sees the same units it was trained on. A
 document is tokenized once and shared by every question asked about it.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ class DocumentUnits:
 
 def units_from_texts(doc_id: str, units: Sequence[str], tokenizer: object) -> DocumentUnits:
     """Tokenize ready-made units (exact alignment) into a :class:`DocumentUnits`."""
-    from pipeline.tokenize import tokenize_units
+    from linkscan.pipeline.tokenize import tokenize_units
 
     units = list(units)
     token_ids, sentence_ends = tokenize_units(units, tokenizer)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from flows import cli_evaluate, cli_flows, cli_generate, cli_inspect, cli_train
+from linkscan.flows import cli_evaluate, cli_flows, cli_generate, cli_inspect, cli_train
 
 # Plain (click) help: options show as `--name NAME  ... [default: linkscan]`, not as raw Python types.
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -15,7 +15,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=N
 
 def _version(value: bool) -> None:
     if value:
-        from pipeline.store import code_version
+        from linkscan.pipeline.store import code_version
 
         version = code_version()
         commit = f" (git {version['git_commit'][:12]})" if version.get("git_commit") else ""

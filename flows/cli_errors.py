@@ -58,7 +58,7 @@ def interruptible(resume_hint: str = "rerun the same command to resume", data_ro
     except KeyboardInterrupt as interrupt:
         signum = getattr(interrupt, "signum", signal.SIGINT)
         if data_root is not None:
-            from pipeline.store import sweep_staging
+            from linkscan.pipeline.store import sweep_staging
 
             sweep_staging(data_root)
         said = detail() if detail is not None else ""

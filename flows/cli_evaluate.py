@@ -20,8 +20,8 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli_errors import EXIT_PENDING, fail, interruptible
-from pipeline.hub import hub_problem
+from linkscan.flows.cli_errors import EXIT_PENDING, fail, interruptible
+from linkscan.pipeline.hub import hub_problem
 
 DEFAULT_TOKENIZER = "EleutherAI/gpt-neox-20b"
 EXIT_INCOMPLETE = 3  # finished, with benchmarks or questions skipped or not measured
@@ -43,7 +43,7 @@ def _looks_local(name: str) -> bool:
 def load_tokenizer_or_fail(name: str):
     """The tokenizer of --tokenizer, loaded before any work; an `error:` line (exit 2) when it cannot
     be: a missing file, or a hub id with no network and no cached copy (a cached copy is used offline)."""
-    from pipeline.tokenize import load_tokenizer
+    from linkscan.pipeline.tokenize import load_tokenizer
 
     try:
         return load_tokenizer(name)
@@ -86,7 +86,7 @@ def resolve_device(device: str, specs: List[str]) -> str:
 def _finished_line(out_dir: Path, rid: str):
     """What an interrupted run kept, for the one line it ends with."""
     def describe() -> str:
-        from evaluation.finished import finished_benchmarks
+        from linkscan.evaluation.finished import finished_benchmarks
 
         names = finished_benchmarks(out_dir, rid)
         return (f": {len(names)} finished benchmark(s) kept in {out_dir} ({', '.join(names)})" if names
@@ -96,8 +96,8 @@ def _finished_line(out_dir: Path, rid: str):
 
 
 def _print_outcome(result, k: int, out_dir: Path) -> None:
-    from evaluation.report import to_markdown
-    from evaluation.run import speed_text
+    from linkscan.evaluation.report import to_markdown
+    from linkscan.evaluation.run import speed_text
 
     table = result.tables["per_benchmark"]
     shown = [m for m in ("recall@10", f"recall@{k}", f"hit@{k}", "ndcg@10", "mrr", "answer_containment", "llm_correct", "token_f1")
@@ -130,7 +130,7 @@ def evaluate(
     device: Optional[str] = typer.Option(None, "--device", help="Device of the scanner and dense models: auto (cuda when there is a GPU), cpu, cuda.", show_default="auto"),
     dense_precision: Optional[str] = typer.Option(None, "--dense-precision", help="float32, or bfloat16 (autocast: up to 2.5x faster on a CPU with AMX; on a GPU float32 is faster).", show_default="float32"),
     include_unscored: bool = typer.Option(False, "--include-unscored", help="Also evaluate benchmarks where no metric applies with these options (predictions only)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="YAML file of EvalConfig settings (evaluation.run); the options given here win."),
+    config_file: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="YAML file of EvalConfig settings (linkscan.evaluation.run); the options given here win."),
     sets: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Any EvalConfig setting by its dotted name, e.g. --set bootstrap_samples=200 --set corpus.chunk_tokens=2000 (last word)."),
     llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint: enables the answer-and-judge protocol."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="Model that answers and judges (with --llm-base-url)."),
@@ -141,13 +141,13 @@ def evaluate(
     Exit 0: all measured; 2: bad input, nothing done; 3: finished with skips (named in the report);
     75: LLM requests to retry (rerun later); 130/143: interrupted by SIGINT/SIGTERM, finished
     benchmarks kept (rerun to resume)."""
-    from evaluation.benchmarks import BenchmarkError
-    from evaluation.finished import OutputFolderError
-    from evaluation.retrievers import RetrieverError
-    from evaluation.run import EvalConfig, run_evaluation, run_id
-    from flows.runtime import resolve_data_root
-    from pipeline.settings import SettingsError, load_settings
-    from training.checkpoint import CheckpointError
+    from linkscan.evaluation.benchmarks import BenchmarkError
+    from linkscan.evaluation.finished import OutputFolderError
+    from linkscan.evaluation.retrievers import RetrieverError
+    from linkscan.evaluation.run import EvalConfig, run_evaluation, run_id
+    from linkscan.flows.runtime import resolve_data_root
+    from linkscan.pipeline.settings import SettingsError, load_settings
+    from linkscan.training.checkpoint import CheckpointError
 
     if bool(llm_base_url) != bool(llm_model):
         fail("--llm-base-url and --llm-model go together (the LLM protocol needs both)")
@@ -177,8 +177,8 @@ def evaluate(
     _quiet_model_loading()
     client = None
     if config.llm is not None:
-        from generators.llm.client import LLMClient
-        from generators.llm.config import MissingAPIKeyError, resolve_api_key
+        from linkscan.generators.llm.client import LLMClient
+        from linkscan.generators.llm.config import MissingAPIKeyError, resolve_api_key
 
         try:
             api_key = resolve_api_key(config.llm, os.environ)
@@ -216,14 +216,14 @@ def retrieve(
     from rich.console import Console
     from rich.table import Table
 
-    from evaluation.metrics import rank_units
-    from evaluation.retrievers import Query, RetrieverError, make_retriever
-    from evaluation.units import segment_document
-    from pipeline.config import CorpusConfig
-    from pipeline.drops import Drops
-    from pipeline.readers import read_documents
-    from pipeline.segment import Segmenter
-    from training.checkpoint import CheckpointError
+    from linkscan.evaluation.metrics import rank_units
+    from linkscan.evaluation.retrievers import Query, RetrieverError, make_retriever
+    from linkscan.evaluation.units import segment_document
+    from linkscan.pipeline.config import CorpusConfig
+    from linkscan.pipeline.drops import Drops
+    from linkscan.pipeline.readers import read_documents
+    from linkscan.pipeline.segment import Segmenter
+    from linkscan.training.checkpoint import CheckpointError
 
     if retriever == "oracle":
         fail("the oracle needs gold evidence; use it with `linkscan evaluate`")

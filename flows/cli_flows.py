@@ -43,7 +43,7 @@ def serve(
     Without --start-server it uses the Prefect API in PREFECT_API_URL (event triggers need a real
     server; see `make serve`).
     """
-    from flows.server import start_server as start, stop_process, wait_healthy
+    from linkscan.flows.server import start_server as start, stop_process, wait_healthy
 
     deployment_defaults = parse_defaults(defaults)
     process = None
@@ -68,7 +68,7 @@ def serve(
         )
     if "prefect" in sys.modules and start_server:
         typer.echo("warning: prefect was imported before the server started; settings may point elsewhere", err=True)
-    from flows.deployments import serve_deployments
+    from linkscan.flows.deployments import serve_deployments
 
     try:
         serve_deployments(deployment_defaults, limit=limit)
@@ -87,13 +87,13 @@ def demo(
     examples with the LLM back end (no API key), and show them."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.runtime import resolve_data_root
+    from linkscan.flows.runtime import resolve_data_root
 
     root = resolve_data_root(str(data) if data else None)
     if llm:
         typer.echo(demo_llm(root))
         return
-    from flows.generate import generate
+    from linkscan.flows.generate import generate
 
     result = generate(data_root=str(root))
     typer.echo(demo_summary(Path(result["path"]), root))
@@ -134,14 +134,14 @@ def next_steps(data_root: Path) -> str:
 
 def demo_llm(data_root: Path) -> str:
     """Two short demo documents through the LLM back end against the local server; the summary."""
-    from flows.cli_errors import EXIT_FAILED, fail
-    from flows.demo import bundled_tokenizer, build_llm_demo_corpus, demo_corpus_dir
-    from flows.local_llm import LocalLLMError, LocalLLMServer, missing_reason
-    from generators.config import GenerateConfig
-    from generators.llm.config import LLMConfig
-    from generators.progress import GenerationProgress, show_progress
-    from generators.stage import GenerationError, run_generation
-    from pipeline.config import CorpusConfig
+    from linkscan.flows.cli_errors import EXIT_FAILED, fail
+    from linkscan.flows.demo import bundled_tokenizer, build_llm_demo_corpus, demo_corpus_dir
+    from linkscan.flows.local_llm import LocalLLMError, LocalLLMServer, missing_reason
+    from linkscan.generators.config import GenerateConfig
+    from linkscan.generators.llm.config import LLMConfig
+    from linkscan.generators.progress import GenerationProgress, show_progress
+    from linkscan.generators.stage import GenerationError, run_generation
+    from linkscan.pipeline.config import CorpusConfig
 
     reason = missing_reason()
     if reason:

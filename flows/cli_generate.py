@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from generators.config import GenerateConfig
+from linkscan.generators.config import GenerateConfig
 
 
 _DEFAULTS = GenerateConfig()  # what an option left out means (shown in --help)
@@ -44,11 +44,11 @@ def generate(
     """
     import logging
 
-    from flows.cli_errors import EXIT_FAILED, EXIT_PENDING, fail, interruptible, os_error_line
-    from flows.runtime import resolve_data_root
-    from generators.config import ConfigFileError, load_config
-    from generators.stage import EmptyDatasetError, GenerationError, PendingChunksError, repair_version, run_generation
-    from pipeline.store import StoreError
+    from linkscan.flows.cli_errors import EXIT_FAILED, EXIT_PENDING, fail, interruptible, os_error_line
+    from linkscan.flows.runtime import resolve_data_root
+    from linkscan.generators.config import ConfigFileError, load_config
+    from linkscan.generators.stage import EmptyDatasetError, GenerationError, PendingChunksError, repair_version, run_generation
+    from linkscan.pipeline.store import StoreError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     overrides = {
@@ -68,12 +68,12 @@ def generate(
         config = load_config(config_file, overrides, sets or ())
     except ConfigFileError as error:
         fail(str(error))
-    from generators.llm.client import LLMFatalError
-    from generators.progress import GenerationProgress, show_progress
+    from linkscan.generators.llm.client import LLMFatalError
+    from linkscan.generators.progress import GenerationProgress, show_progress
 
     api_key = None
     if config.generator == "llm":
-        from generators.llm.config import MissingAPIKeyError, resolve_api_key
+        from linkscan.generators.llm.config import MissingAPIKeyError, resolve_api_key
 
         try:
             api_key = resolve_api_key(config.llm, os.environ)
@@ -102,7 +102,7 @@ def generate(
     except StoreError as error:  # another writer of the version, a damaged store
         fail(str(error), EXIT_FAILED)
     except OSError as error:  # a full disk, a read-only folder
-        from pipeline.store import sweep_staging
+        from linkscan.pipeline.store import sweep_staging
 
         sweep_staging(root)
         fail(os_error_line(error, root), EXIT_FAILED)

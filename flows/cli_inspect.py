@@ -18,8 +18,8 @@ def inspect(
     path_only: bool = typer.Option(False, "--path", help="Print only the version folder (LATEST for a dataset), e.g. for DuckDB."),
 ) -> None:
     """Show what a generated dataset holds."""
-    from pipeline.store import StoreError
-    from schemas import SchemaError
+    from linkscan.pipeline.store import StoreError
+    from linkscan.schemas import SchemaError
 
     try:
         _show(dataset, data, as_json, sample, full, verify, path_only)
@@ -33,9 +33,9 @@ def _show(dataset: str, data: Optional[Path], as_json: bool, sample: int, full: 
     from rich.console import Console
     from rich.table import Table
 
-    from flows.runtime import resolve_data_root
-    from pipeline.inspect import dataset_stats, render_example, sample_examples
-    from pipeline.store import open_dataset
+    from linkscan.flows.runtime import resolve_data_root
+    from linkscan.pipeline.inspect import dataset_stats, render_example, sample_examples
+    from linkscan.pipeline.store import open_dataset
 
     ds = open_dataset(dataset, data_root=resolve_data_root(str(data) if data else None))
     if path_only:

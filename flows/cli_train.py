@@ -1,9 +1,9 @@
 """`linkscan train`: train the scanner on a dataset version, on one process or under torchrun.
 
 ``--target dense`` fine-tunes a sentence-transformers model on the same shards instead
-(``training.dense_loop``: the paper's embedding baseline; one process).
+(``linkscan.training.dense_loop``: the paper's embedding baseline; one process).
 
-Under ``torchrun --nproc_per_node N $(which linkscan) train ...`` (or ``torchrun -m flows.cli_train``)
+Under ``torchrun --nproc_per_node N $(which linkscan) train ...`` (or ``torchrun -m linkscan.flows.cli_train``)
 each process reads its rank from torchrun's environment here, initialises the process group
 (NCCL on GPUs, gloo on CPU) and passes rank and world size to the training loop. This module
 imports neither Prefect nor spaCy, so it also runs on the GPU machine.
@@ -20,7 +20,7 @@ import typer
 
 
 def train(
-    target: str = typer.Option("scanner", "--target", help="scanner (the Mamba-2 scanner) or dense (fine-tune a local sentence-transformers model, default the packaged all-MiniLM-L6-v2; other settings by --set, see training.dense.DenseTrainConfig)"),
+    target: str = typer.Option("scanner", "--target", help="scanner (the Mamba-2 scanner) or dense (fine-tune a local sentence-transformers model, default the packaged all-MiniLM-L6-v2; other settings by --set, see linkscan.training.dense.DenseTrainConfig)"),
     dataset: str = typer.Option(..., "--dataset", help="dataset version folder (or dataset folder: its LATEST)"),
     out: str = typer.Option(..., "--out", help="run folder: checkpoints/, metrics.jsonl, train_config.json"),
     preset: Optional[str] = typer.Option(None, "--preset", help="named settings: from-scratch (one H200, random init) or cpu-example; options given here override them"),
@@ -55,13 +55,13 @@ def train(
     or with --target dense fine-tune a sentence-transformers retriever on them."""
     import torch
 
-    from flows.cli_errors import interruptible
-    from pipeline.store import StoreError
-    from training.checkpoint import CheckpointError
-    from pipeline.settings import load_settings
-    from training.configs import TrainConfig, TrainSettings, preset_values
-    from training.loop import train as run_training
-    from training.model import default_backend
+    from linkscan.flows.cli_errors import interruptible
+    from linkscan.pipeline.store import StoreError
+    from linkscan.training.checkpoint import CheckpointError
+    from linkscan.pipeline.settings import load_settings
+    from linkscan.training.configs import TrainConfig, TrainSettings, preset_values
+    from linkscan.training.loop import train as run_training
+    from linkscan.training.model import default_backend
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if resume and overwrite:
@@ -127,17 +127,17 @@ def _train_dense(given: dict, preset: Optional[str], dataset: str, out: str, con
     """``--target dense``: the options both targets share, --config and --set, into a DenseTrainConfig."""
     import torch
 
-    from flows.cli_errors import interruptible
-    from pipeline.settings import load_settings
-    from pipeline.store import StoreError
-    from training.dense import DenseTrainConfig
-    from training.dense_loop import train_dense
+    from linkscan.flows.cli_errors import interruptible
+    from linkscan.pipeline.settings import load_settings
+    from linkscan.pipeline.store import StoreError
+    from linkscan.training.dense import DenseTrainConfig
+    from linkscan.training.dense_loop import train_dense
 
     misplaced = [name for name in _SCANNER_ONLY if given[name] is not None] + (["preset"] if preset else [])
     if misplaced:
         shown = ", ".join("--" + name.replace("_", "-") for name in misplaced)
         typer.echo(f"error: {shown}: scanner options, not used by --target dense (its settings: "
-                   "training.dense.DenseTrainConfig, e.g. --set batch_size=16 --set hard_negatives=0)", err=True)
+                   "linkscan.training.dense.DenseTrainConfig, e.g. --set batch_size=16 --set hard_negatives=0)", err=True)
         raise typer.Exit(2)
     shared = {name: value for name, value in given.items() if name not in _SCANNER_ONLY}
     try:
@@ -162,7 +162,7 @@ def _train_dense(given: dict, preset: Optional[str], dataset: str, out: str, con
 def _os_failure(error: OSError, out: str) -> None:
     """One line for an OSError while training into ``out``: checkpoints and LATEST are written
     atomically, so the last complete checkpoint is what --resume continues from."""
-    from flows.cli_errors import EXIT_FAILED, fail, os_error_line
+    from linkscan.flows.cli_errors import EXIT_FAILED, fail, os_error_line
 
     fail(os_error_line(error, Path(out), "--out", "rerun with --resume to continue from the last checkpoint"), EXIT_FAILED)
 

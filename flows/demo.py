@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.layout import DataLayout, atomic_write
+from linkscan.pipeline.layout import DataLayout, atomic_write
 
 LICENSES_DIR = Path("/usr/share/common-licenses")
 TOPICS_FILE = "python-reference.jsonl"

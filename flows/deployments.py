@@ -17,12 +17,12 @@ def runner_deployments(defaults: dict[str, dict] | None = None) -> list:
     (a trigger's parameters are applied on top of them)."""
     from prefect.types.entrypoint import EntrypointType
 
-    from flows import events
-    from flows.evaluate import evaluate
-    from flows.generate import generate
-    from flows.train import train
+    from linkscan.flows import events
+    from linkscan.flows.evaluate import evaluate
+    from linkscan.flows.generate import generate
+    from linkscan.flows.train import train
 
-    # Module entrypoints (flows.generate.generate), so the served runs import the installed
+    # Module entrypoints (linkscan.flows.generate.generate), so the served runs import the installed
     # package whatever the working directory.
     defaults = defaults or {}
     unknown = set(defaults) - set(FLOWS)

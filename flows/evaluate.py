@@ -3,7 +3,7 @@
 ``evaluate/default`` is started by ``linkscan.model.trained`` with the event's checkpoint, data
 folder and the dataset's tokenizer (so documents are segmented as the model was trained). The
 suite is ``benchmarks``, else ``<data>/evalsets``; with neither, the run fails and says where to
-put one. Reports go to ``<data>/evals/<run id>`` (``evaluation.run``); a rerun of the same run
+put one. Reports go to ``<data>/evals/<run id>`` (``linkscan.evaluation.run``); a rerun of the same run
 resumes from the benchmarks it finished. Skipped benchmarks and questions are logged as warnings
 and returned (``complete`` is False then).
 """
@@ -16,9 +16,9 @@ from typing import Optional
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from evaluation.run import EvalConfig
-from flows.artifacts import artifact_key
-from flows.runtime import options_model, resolve_data_root, retry_transient
+from linkscan.evaluation.run import EvalConfig
+from linkscan.flows.artifacts import artifact_key
+from linkscan.flows.runtime import options_model, resolve_data_root, retry_transient
 
 # Defaults of the flow: BM25 and random next to the scanner, on the first 20 questions of each
 # benchmark (a quick look; set max_questions to null for the full suite).
@@ -26,18 +26,18 @@ DEMO_EVAL_DEFAULTS = {"retrievers": ["bm25", "random"], "max_questions": 20, "bo
 # The evaluation config without the suite folder, which the flow resolves.
 EvalOptions = options_model(
     "EvalOptions", EvalConfig, {"benchmarks"}, DEMO_EVAL_DEFAULTS,
-    "Evaluation settings: evaluation.run.EvalConfig without benchmarks, with quick-look defaults.",
+    "Evaluation settings: linkscan.evaluation.run.EvalConfig without benchmarks, with quick-look defaults.",
 )
 
 
 @task(name="run-evaluation", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
 def evaluation_task(config: EvalConfig, out_dir: str, data_root: str) -> dict:
-    from evaluation.run import run_evaluation
+    from linkscan.evaluation.run import run_evaluation
 
     client = None
     if config.llm is not None:
-        from generators.llm.client import LLMClient
-        from generators.llm.config import resolve_api_key
+        from linkscan.generators.llm.client import LLMClient
+        from linkscan.generators.llm.config import resolve_api_key
 
         client = LLMClient(config.llm, api_key=resolve_api_key(config.llm, os.environ),
                            cache_path=Path(data_root) / "cache" / "llm.sqlite")
@@ -64,7 +64,7 @@ def evaluate(
     options: EvalOptions = EvalOptions(),
 ) -> dict:
     """Evaluate ``checkpoint`` (``scanner:<checkpoint>``) and ``options.retrievers`` on the suite."""
-    from evaluation.run import run_id
+    from linkscan.evaluation.run import run_id
 
     logger = get_run_logger()
     root = resolve_data_root(data_root)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.layout import DataLayout, atomic_write
+from linkscan.pipeline.layout import DataLayout, atomic_write
 
 DATASET_PUBLISHED = "linkscan.dataset.published"
 MODEL_TRAINED = "linkscan.model.trained"

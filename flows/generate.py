@@ -1,6 +1,6 @@
 """The ``generate`` flow: corpus -> chunks -> links -> examples, as a published dataset version.
 
-The flow is thin: it plans the version (``generators.stage.plan_generation``), maps
+The flow is thin: it plans the version (``linkscan.generators.stage.plan_generation``), maps
 ``generate_shard`` over the shards on the configured task runner, publishes, attaches artifacts
 and emits ``linkscan.dataset.published``. Resuming is the store's job, not Prefect's result cache:
 a shard already in the staging folder is skipped, so a killed run rerun finishes with the same
@@ -18,15 +18,15 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field, model_validator
 
-from flows import artifacts, events
-from flows.demo import BUNDLED_TOKENIZER, build_demo_corpus, bundled_tokenizer, demo_corpus_dir
-from flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root, retry_transient
-from generators import stage
-from generators.config import GenerateConfig
-from generators.progress import GenerationProgress, report_every
-from generators.stage import GenerationPlan
-from pipeline.config import CorpusConfig
-from pipeline.store import DatasetWriter
+from linkscan.flows import artifacts, events
+from linkscan.flows.demo import BUNDLED_TOKENIZER, build_demo_corpus, bundled_tokenizer, demo_corpus_dir
+from linkscan.flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root, retry_transient
+from linkscan.generators import stage
+from linkscan.generators.config import GenerateConfig
+from linkscan.generators.progress import GenerationProgress, report_every
+from linkscan.generators.stage import GenerationPlan
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.store import DatasetWriter
 
 class DemoCorpusConfig(CorpusConfig):
     """``CorpusConfig`` whose tokenizer defaults to the bundled one (no hub needed)."""
@@ -74,7 +74,7 @@ def _with_api_key(plan: GenerationPlan) -> GenerationPlan:
     """
     if plan.config.generator != "llm" or plan.config.llm is None:
         return plan
-    from generators.llm.config import resolve_api_key
+    from linkscan.generators.llm.config import resolve_api_key
 
     return dataclasses.replace(plan, api_key=resolve_api_key(plan.config.llm, os.environ))
 

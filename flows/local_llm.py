@@ -40,7 +40,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from flows.server import free_port, stop_process
+from linkscan.flows.server import free_port, stop_process
 
 INSTALL_HINT = "pip install '.[llm-local]'"
 SERVER_DISTRIBUTION = "llama-cpp-python"
@@ -211,7 +211,7 @@ class LocalLLMServer:
             return "(no log)"
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s (``flows.server.stop_process``)."""
+        """SIGTERM, then SIGKILL after 10 s (``linkscan.flows.server.stop_process``)."""
         if self.process is not None:
             stop_process(self.process, timeout=10.0)
 
@@ -223,7 +223,7 @@ class LocalLLMServer:
 
 
 def main() -> None:
-    """``python -m flows.local_llm``: start the server, print its URL and model, run until Ctrl-C."""
+    """``python -m linkscan.flows.local_llm``: start the server, print its URL and model, run until Ctrl-C."""
     reason = missing_reason()
     if reason:
         sys.exit(reason)

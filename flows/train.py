@@ -9,7 +9,7 @@ resumes from its latest checkpoint instead of starting over. A finished run emit
 Multi-GPU training runs under torchrun (``linkscan train``); this flow trains in one process.
 
 ``target="dense"`` fine-tunes a sentence-transformers model on the version instead
-(``training.dense_loop``, settings in ``dense_options``) into ``<version>-dense-<options hash>``. It
+(``linkscan.training.dense_loop``, settings in ``dense_options``) into ``<version>-dense-<options hash>``. It
 emits no ``linkscan.model.trained``: ``evaluate/default`` scores scanner checkpoints; evaluate the
 folder with ``linkscan evaluate --retriever dense:<folder>``.
 """
@@ -21,12 +21,12 @@ from typing import Literal, Optional
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import events
-from flows.artifacts import artifact_key
-from flows.runtime import options_model, resolve_data_root, retry_transient
-from pipeline.layout import DataLayout, content_hash
-from training.configs import TrainConfig
-from training.dense import DenseTrainConfig
+from linkscan.flows import events
+from linkscan.flows.artifacts import artifact_key
+from linkscan.flows.runtime import options_model, resolve_data_root, retry_transient
+from linkscan.pipeline.layout import DataLayout, content_hash
+from linkscan.training.configs import TrainConfig
+from linkscan.training.dense import DenseTrainConfig
 
 # Defaults of the flow: a few CPU steps of the small shape, enough to show the chain on the demo
 # dataset, not to train a useful retriever. Real runs set options (or use `linkscan train` under
@@ -40,7 +40,7 @@ DEMO_TRAIN_DEFAULTS = {
 # folder), so the UI shows every other setting, typed.
 TrainOptions = options_model(
     "TrainOptions", TrainConfig, {"dataset", "out"}, DEMO_TRAIN_DEFAULTS,
-    "Training settings: training.configs.TrainConfig without dataset and out, with demo-size defaults.",
+    "Training settings: linkscan.training.configs.TrainConfig without dataset and out, with demo-size defaults.",
 )
 
 
@@ -49,7 +49,7 @@ DEMO_DENSE_DEFAULTS = {"device": "cpu", "max_steps": 20, "batch_size": 16, "vali
                        "validate_every": 20, "checkpoint_every": 20, "progress": False}
 DenseTrainOptions = options_model(
     "DenseTrainOptions", DenseTrainConfig, {"dataset", "out"}, DEMO_DENSE_DEFAULTS,
-    "Dense fine-tuning settings: training.dense.DenseTrainConfig without dataset and out, with demo-size defaults.",
+    "Dense fine-tuning settings: linkscan.training.dense.DenseTrainConfig without dataset and out, with demo-size defaults.",
 )
 
 
@@ -61,7 +61,7 @@ def run_name(version: str, options, target: str = "scanner") -> str:
 @task(name="validate-dataset", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
 def validate_dataset_task(dataset: str, version: Optional[str], data_root: str) -> dict:
     """Open the version (LATEST when ``version`` is empty), check every shard's sha256, count rows."""
-    from pipeline.store import dataset_dir, open_dataset
+    from linkscan.pipeline.store import dataset_dir, open_dataset
 
     target = dataset_dir(data_root, dataset) / version if version else dataset_dir(data_root, dataset)
     ds = open_dataset(target)
@@ -78,16 +78,16 @@ def validate_dataset_task(dataset: str, version: Optional[str], data_root: str) 
 
 @task(name="train-model", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
 def train_task(config: TrainConfig) -> dict:
-    """The training loop (``training.loop.train``), resuming from the run folder's latest checkpoint."""
-    from training.loop import train as run_training
+    """The training loop (``linkscan.training.loop.train``), resuming from the run folder's latest checkpoint."""
+    from linkscan.training.loop import train as run_training
 
     return run_training(config, resume=True)
 
 
 @task(name="train-dense-model", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE, persist_result=False)
 def train_dense_task(config: DenseTrainConfig) -> dict:
-    """Dense fine-tuning (``training.dense_loop.train_dense``), resuming from the run folder's latest checkpoint."""
-    from training.dense_loop import train_dense
+    """Dense fine-tuning (``linkscan.training.dense_loop.train_dense``), resuming from the run folder's latest checkpoint."""
+    from linkscan.training.dense_loop import train_dense
 
     return train_dense(config, resume=True)
 

@@ -1,7 +1,7 @@
 """Configuration of the generation stage, and loading it from a YAML file plus overrides.
 
 One :class:`GenerateConfig` holds everything that decides a dataset version: the corpus and how it
-is cut into chunks (:class:`pipeline.config.CorpusConfig`), the method and its parameters, the back
+is cut into chunks (:class:`linkscan.pipeline.config.CorpusConfig`), the method and its parameters, the back
 end and its parameters, the seed and the number of shards. The resolved config goes into the
 manifest; :func:`version_config` is the part of it that names the version.
 """
@@ -12,9 +12,9 @@ from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from generators.llm.config import LLMConfig
-from pipeline.config import CorpusConfig
-from pipeline.settings import SettingsError, load_settings
+from linkscan.generators.llm.config import LLMConfig
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.settings import SettingsError, load_settings
 
 Method = Literal["link", "chunk", "pair"]
 Generator = Literal["offline", "llm"]
@@ -88,7 +88,7 @@ class GenerateConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        from pipeline.store import is_valid_name
+        from linkscan.pipeline.store import is_valid_name
 
         if not is_valid_name(value):
             raise ValueError("use 1 to 100 letters, digits, '.', '_' and '-', starting with a letter or digit")
@@ -109,8 +109,8 @@ def version_config(config: GenerateConfig) -> dict:
     chosen generator does not use. A local tokenizer and the
     decontamination documents count by their content, not their paths.
     """
-    from pipeline.corpus import content_key, fingerprint_inputs
-    from pipeline.tokenize import tokenizer_identity
+    from linkscan.pipeline.corpus import content_key, fingerprint_inputs
+    from linkscan.pipeline.tokenize import tokenizer_identity
 
     fields = config.model_dump(mode="json", exclude={"corpus", "concurrency", "llm", "offline", "allow_partial"})
     # How shards are cut and deduplicated decides their bytes: content ranges, corpus-wide dedupe.
@@ -128,7 +128,7 @@ def version_config(config: GenerateConfig) -> dict:
     return fields
 
 
-# The settings of generate are read like every command's (pipeline.settings); the old names stay the
+# The settings of generate are read like every command's (linkscan.pipeline.settings); the old names stay the
 # generation stage's vocabulary.
 ConfigFileError = SettingsError
 
@@ -136,5 +136,5 @@ ConfigFileError = SettingsError
 def load_config(yaml_path: Path | str | None = None, overrides: Mapping[str, Any] | None = None,
                 sets: Sequence[str] = ()) -> GenerateConfig:
     """The config from a YAML file (optional), with ``overrides`` (dotted keys or nested dicts; None
-    means "not given") and ``--set key=value`` pairs on top (``pipeline.settings.load_settings``)."""
+    means "not given") and ``--set key=value`` pairs on top (``linkscan.pipeline.settings.load_settings``)."""
     return load_settings(GenerateConfig, yaml_path, overrides, sets)

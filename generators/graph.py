@@ -12,8 +12,8 @@ from typing import Iterable
 
 import networkx as nx
 
-from pipeline.inspect import distance_bucket
-from schemas import Chunk, Link
+from linkscan.pipeline.inspect import distance_bucket
+from linkscan.schemas import Chunk, Link
 
 
 def link_graph(chunks: Iterable[Chunk], links: Iterable[Link]) -> nx.Graph:

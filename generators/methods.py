@@ -1,7 +1,7 @@
 """The three generation methods: link (the paper's), chunk and pair (its ablation baselines).
 
 A method owns sampling and filtering: which anchor or passage, which window, which link to keep,
-and whether the evidence is good enough. It asks a back end (:mod:`generators.base`) for links,
+and whether the evidence is good enough. It asks a back end (:mod:`linkscan.generators.base`) for links,
 a question and evidence, and turns one chunk into at most one example plus the links it saw.
 Every chunk that yields no example is counted under the reason of its last failed attempt.
 
@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from generators.base import (
+from linkscan.generators.base import (
     Backend,
     EvidenceRequest,
     LinkCandidate,
@@ -23,9 +23,9 @@ from generators.base import (
     QuestionRequest,
     Refusal,
 )
-from generators.config import LinkMethodConfig, Method, PassageMethodConfig
-from pipeline.assemble import assemble_example
-from schemas import Chunk, Example, Link
+from linkscan.generators.config import LinkMethodConfig, Method, PassageMethodConfig
+from linkscan.pipeline.assemble import assemble_example
+from linkscan.schemas import Chunk, Example, Link
 
 @dataclass
 class ChunkOutcome:

@@ -23,7 +23,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from generators.base import (
+from linkscan.generators.base import (
     Backend,
     EvidenceRequest,
     LinkCandidate,
@@ -32,8 +32,8 @@ from generators.base import (
     QuestionRequest,
     Refusal,
 )
-from generators.config import OfflineConfig
-from schemas import Chunk
+from linkscan.generators.config import OfflineConfig
+from linkscan.schemas import Chunk
 
 PROMPT_VERSION = "offline-v1"
 

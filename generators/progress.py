@@ -17,8 +17,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from generators.llm.progress import ProgressBoard
-from pipeline.sharding import InputPiece
+from linkscan.generators.llm.progress import ProgressBoard
+from linkscan.pipeline.sharding import InputPiece
 
 
 class GenerationProgress:

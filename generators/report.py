@@ -11,8 +11,8 @@ import json
 import logging
 from collections import Counter
 
-from generators.config import GenerateConfig
-from pipeline.inspect import distance_bucket, ordered_buckets
+from linkscan.generators.config import GenerateConfig
+from linkscan.pipeline.inspect import distance_bucket, ordered_buckets
 
 log = logging.getLogger("linkscan")
 
@@ -67,7 +67,7 @@ def manifest_fields(config: GenerateConfig, shard_inputs, shard_notes, shard_sta
     llm_parts = [s["llm"] for s in shard_stats if s.get("llm")]
     llm = None
     if llm_parts:
-        from generators.llm.backend import merge_llm_stats
+        from linkscan.generators.llm.backend import merge_llm_stats
 
         llm = merge_llm_stats(llm_parts)
     pending = _sum_counters([s.get("pending_chunks") or {} for s in shard_stats])
@@ -101,10 +101,10 @@ def manifest_fields(config: GenerateConfig, shard_inputs, shard_notes, shard_sta
 
 def _prompt_version(config: GenerateConfig) -> str:
     if config.generator == "offline":
-        from generators.offline import PROMPT_VERSION
+        from linkscan.generators.offline import PROMPT_VERSION
 
         return PROMPT_VERSION
-    from generators.llm.prompts import PROMPT_VERSION as LLM_PROMPT_VERSION
+    from linkscan.generators.llm.prompts import PROMPT_VERSION as LLM_PROMPT_VERSION
 
     return LLM_PROMPT_VERSION
 

@@ -12,7 +12,7 @@ config and the input fingerprints, so a rerun finds the same staging folder: sha
 earlier (killed) run are skipped, the others are rebuilt, and since every choice is seeded from the
 config and the chunk, the shards come out byte-identical either way.
 
-A shard is a contiguous range of the corpus's content (``pipeline.sharding``: JSONL byte ranges,
+A shard is a contiguous range of the corpus's content (``linkscan.pipeline.sharding``: JSONL byte ranges,
 Parquet row groups, whole files where they cannot be split), so one large file feeds every
 worker. Exact duplicates are removed corpus-wide in two passes: every shard's content keys first
 (``shard_keys``, cheap: reading and cleaning), then each shard drops the documents an earlier
@@ -32,18 +32,18 @@ from typing import Callable, ContextManager
 
 import numpy as np
 
-from generators.config import GenerateConfig, version_config
-from generators.graph import graph_diagnostics, graph_links, link_graph
-from generators.base import Pending
-from generators.methods import ChunkOutcome, generate_for_chunk
-from generators.progress import GenerationProgress
-from pipeline.drops import Drops
-from pipeline.layout import DataLayout, atomic_write
-from pipeline.sharding import InputPiece, plan_shards
-from pipeline.store import (
+from linkscan.generators.config import GenerateConfig, version_config
+from linkscan.generators.graph import graph_diagnostics, graph_links, link_graph
+from linkscan.generators.base import Pending
+from linkscan.generators.methods import ChunkOutcome, generate_for_chunk
+from linkscan.generators.progress import GenerationProgress
+from linkscan.pipeline.drops import Drops
+from linkscan.pipeline.layout import DataLayout, atomic_write
+from linkscan.pipeline.sharding import InputPiece, plan_shards
+from linkscan.pipeline.store import (
     DatasetLockedError, DatasetWriter, ShardWriter, VersionStaging, file_sha256, published_version, shard_name, version_id,
 )
-from schemas import records_to_table
+from linkscan.schemas import records_to_table
 
 log = logging.getLogger("linkscan")
 
@@ -125,11 +125,11 @@ def make_backend(config: GenerateConfig, *, cache_path: Path | None = None, api_
                  progress: GenerationProgress | None = None):
     """The back end ``config.generator`` names: the offline one, or the LLM one (helper module)."""
     if config.generator == "offline":
-        from generators.offline import OfflineBackend
+        from linkscan.generators.offline import OfflineBackend
 
         return OfflineBackend(config.offline, seed=config.seed)
     if config.generator == "llm":
-        from generators.llm.backend import LLMBackend
+        from linkscan.generators.llm.backend import LLMBackend
 
         return LLMBackend(config.llm, api_key=api_key, cache_path=cache_path,
                           on_usage=progress.llm.register if progress is not None else None)
@@ -138,7 +138,7 @@ def make_backend(config: GenerateConfig, *, cache_path: Path | None = None, api_
 
 def plan_generation(config: GenerateConfig, data_root: Path | str, *, api_key: str | None = None) -> GenerationPlan:
     """The version id, the shards and their input files; notes whether the version is already published."""
-    from pipeline.corpus import content_key, fingerprint_inputs, list_inputs
+    from linkscan.pipeline.corpus import content_key, fingerprint_inputs, list_inputs
 
     if not config.corpus:
         raise GenerationError("no corpus given: pass --corpus PATH (files, folders or globs) or set corpus in the config")
@@ -183,7 +183,7 @@ def _save_keys(path: Path, keys: np.ndarray) -> None:
 def shard_keys(plan: GenerationPlan, index: int) -> int:
     """The first pass of the dedupe for one shard (idempotent): its documents' content keys, saved
     in the staging folder; returns how many. A flow maps this over the shards."""
-    from pipeline.corpus import document_keys
+    from linkscan.pipeline.corpus import document_keys
 
     staging = VersionStaging(plan.data_root, plan.name, plan.version)
     path = _keys_path(staging, "keys", index)
@@ -195,7 +195,7 @@ def shard_keys(plan: GenerationPlan, index: int) -> int:
 def prepare_dedupe(plan: GenerationPlan) -> dict:
     """After every shard's keys (computing those not there yet): for each shard, the keys an earlier
     shard holds, which it will drop. Returns the count of documents repeated across shards."""
-    from pipeline.corpus import keys_kept_earlier
+    from linkscan.pipeline.corpus import keys_kept_earlier
 
     staging = VersionStaging(plan.data_root, plan.name, plan.version)
     if plan.num_shards < 2:
@@ -212,7 +212,7 @@ def prepare_dedupe(plan: GenerationPlan) -> dict:
 def _cross_shard_duplicates(plan: GenerationPlan, staging: VersionStaging, index: int):
     """The content keys shard ``index`` must drop because an earlier shard keeps them (None for a
     plan of one shard)."""
-    from pipeline.corpus import DigestSet
+    from linkscan.pipeline.corpus import DigestSet
 
     if plan.num_shards < 2:
         return None
@@ -223,7 +223,7 @@ def _cross_shard_duplicates(plan: GenerationPlan, staging: VersionStaging, index
 
 
 def _check_tokenizer(name_or_path: str) -> None:
-    from pipeline.tokenize import load_tokenizer
+    from linkscan.pipeline.tokenize import load_tokenizer
 
     try:
         load_tokenizer(name_or_path)
@@ -312,7 +312,7 @@ _WRITE_WINDOW = 256
 async def _generate(plan: GenerationPlan, inputs: list[InputPiece], backend, tokenizer, result: _ShardResult,
                     duplicates, progress: GenerationProgress | None) -> None:
     """Chunks of consecutive documents in flight together (up to ``concurrency``), results in order."""
-    from pipeline.corpus import corpus_to_chunks
+    from linkscan.pipeline.corpus import corpus_to_chunks
 
     config = plan.config
     semaphore = asyncio.Semaphore(config.concurrency)
@@ -353,7 +353,7 @@ async def _generate(plan: GenerationPlan, inputs: list[InputPiece], backend, tok
 
 def _run_backend(plan: GenerationPlan, inputs: list[InputPiece], result: _ShardResult, api_key: str | None,
                  duplicates, progress: GenerationProgress | None) -> dict | None:
-    from pipeline.tokenize import load_tokenizer
+    from linkscan.pipeline.tokenize import load_tokenizer
 
     config = plan.config
     tokenizer = load_tokenizer(config.corpus_config.tokenizer)
@@ -419,7 +419,7 @@ def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = No
 
 
 def _publish_with(writer: DatasetWriter, plan: GenerationPlan) -> Path:
-    from generators.report import manifest_fields, render_card, why_empty
+    from linkscan.generators.report import manifest_fields, render_card, why_empty
 
     if writer.is_published:
         return writer.final_dir
@@ -473,7 +473,7 @@ def run_generation(config: GenerateConfig, data_root: Path | str, *, api_key: st
     ``lambda plan: show_progress(GenerationProgress(...))``)."""
     import json
 
-    from pipeline.store import MANIFEST
+    from linkscan.pipeline.store import MANIFEST
 
     plan = plan_generation(config, data_root, api_key=api_key)
     newly = False
@@ -523,7 +523,7 @@ def repair_version(config: GenerateConfig, data_root: Path | str, *, api_key: st
     """
     import dataclasses
 
-    from pipeline.store import Dataset, damaged_shards
+    from linkscan.pipeline.store import Dataset, damaged_shards
 
     plan = plan_generation(config, data_root, api_key=api_key)
     if not plan.already_published:

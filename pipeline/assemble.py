@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
-from schemas import Chunk, Example
+from linkscan.schemas import Chunk, Example
 
 
 class AssemblyError(ValueError):

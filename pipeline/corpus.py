@@ -20,18 +20,18 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-from pipeline.chunking import chunk_spans
-from pipeline.clean import clean_text, html_to_text, looks_like_html
-from pipeline.config import CorpusConfig
-from pipeline.decontaminate import NgramIndex, index_cache_key
-from pipeline.drops import Drops
-from pipeline.language import detect_language
-from pipeline.readers import FORMATS, format_of, read_documents
-from pipeline.segment import Segmenter
-from pipeline.sharding import InputPiece
-from pipeline.store import file_sha256
-from pipeline.tokenize import load_tokenizer
-from schemas import Chunk, Document
+from linkscan.pipeline.chunking import chunk_spans
+from linkscan.pipeline.clean import clean_text, html_to_text, looks_like_html
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.decontaminate import NgramIndex, index_cache_key
+from linkscan.pipeline.drops import Drops
+from linkscan.pipeline.language import detect_language
+from linkscan.pipeline.readers import FORMATS, format_of, read_documents
+from linkscan.pipeline.segment import Segmenter
+from linkscan.pipeline.sharding import InputPiece
+from linkscan.pipeline.store import file_sha256
+from linkscan.pipeline.tokenize import load_tokenizer
+from linkscan.schemas import Chunk, Document
 
 log = logging.getLogger("linkscan")
 

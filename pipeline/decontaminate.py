@@ -75,7 +75,7 @@ class NgramIndex:
         if self._salt != hash(_SALT_PROBE):
             raise RuntimeError(
                 "NgramIndex was built in another process (string hashes differ); build it where it is "
-                "used, with pipeline.corpus.build_decontamination_index"
+                "used, with linkscan.pipeline.corpus.build_decontamination_index"
             )
         words: list[str] = []
         owner: list[int] = []

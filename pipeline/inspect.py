@@ -6,7 +6,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.store import Dataset, list_versions
+from linkscan.pipeline.store import Dataset, list_versions
 
 # Link distances are bucketed on a roughly logarithmic scale (units apart): 0-9, 10-19, 20-49,
 # 50-99, 100-199, >=200. The one definition, for inspect, the link graph and the manifest.

@@ -1,6 +1,6 @@
 """Where everything lives under a data folder, and the two ways linkscan writes files that matter.
 
-    <data>/datasets/<name>/<version>/ ...     published dataset versions (pipeline.store)
+    <data>/datasets/<name>/<version>/ ...     published dataset versions (linkscan.pipeline.store)
     <data>/cache/llm.sqlite                   the LLM response cache
     <data>/models/<dataset>/<run>/            training runs
     <data>/evals/<run>/                       evaluation runs

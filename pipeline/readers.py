@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from pipeline.clean import html_to_text
-from pipeline.config import CorpusConfig
-from pipeline.drops import Drops
-from pipeline.sharding import InputPiece
+from linkscan.pipeline.clean import html_to_text
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.drops import Drops
+from linkscan.pipeline.sharding import InputPiece
 
 log = logging.getLogger("linkscan")
 

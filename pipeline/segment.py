@@ -23,9 +23,9 @@ from typing import Iterator, Sequence
 
 from tokenizers import Tokenizer
 
-from pipeline.config import CorpusConfig
-from pipeline.sentences import SentenceSplitter
-from pipeline.tokenize import encode_texts
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.sentences import SentenceSplitter
+from linkscan.pipeline.tokenize import encode_texts
 
 # Sentences are tokenized in batches of about this many characters (bounded memory, same tokens).
 _ENCODE_BATCH_CHARS = 1_000_000

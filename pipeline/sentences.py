@@ -3,7 +3,7 @@
 ``SentenceSplitter(kind, language).sentences(text)`` cuts ``text`` into sentences that concatenate
 back to it, each with the whitespace before it. Paragraph breaks always end a sentence; a start
 that spaCy puts inside a word after nothing but punctuation ("(C", "“Yes", "§1") moves to the
-word's start. ``pipeline.segment`` merges the sentences into retrieval units.
+word's start. ``linkscan.pipeline.segment`` merges the sentences into retrieval units.
 """
 from __future__ import annotations
 

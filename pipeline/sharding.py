@@ -152,7 +152,7 @@ def _split(files: Sequence[Path], sizes: list[int], cuts: list[tuple[int, int]],
 
 def _cuttable(path: Path, size: int, wanted: list[float] | None) -> _Cuttable:
     """The allowed cuts of one file near ``wanted`` offsets (all known cuts when None)."""
-    from pipeline.readers import format_of
+    from linkscan.pipeline.readers import format_of
 
     kind = format_of(path)
     name = path.name.lower()

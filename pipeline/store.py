@@ -28,8 +28,8 @@ from typing import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.layout import DataLayout, atomic_write, canonical_json, content_hash
-from schemas import SCHEMA_VERSIONS, check_schema, validate_table
+from linkscan.pipeline.layout import DataLayout, atomic_write, canonical_json, content_hash
+from linkscan.schemas import SCHEMA_VERSIONS, check_schema, validate_table
 
 MANIFEST = "dataset.json"
 SPLIT = "train"  # the examples' split name in shard file names
@@ -241,7 +241,7 @@ class ShardWriter:
     """
 
     def __init__(self, staging: VersionStaging, artifact: str, relative: str) -> None:
-        from schemas import schema_for
+        from linkscan.schemas import schema_for
 
         self.artifact = artifact
         self.relative = relative
@@ -532,7 +532,7 @@ class Dataset:
     def read_table(self, artifact: str = "examples", columns: Sequence[str] | None = None) -> pa.Table:
         batches = list(self.iter_batches(artifact, columns=columns))
         if not batches:
-            from schemas import schema_for
+            from linkscan.schemas import schema_for
 
             schema = schema_for(artifact)
             if columns is not None:

@@ -48,7 +48,7 @@ def _load(name_or_path: str) -> Tokenizer:
             raise ValueError(f"{path}: not a Hugging Face tokenizer.json ({error})") from None
     if path.suffix == ".json" or name_or_path.startswith((".", "/", "~")):
         raise FileNotFoundError(f"{name_or_path}: tokenizer file not found (check the tokenizer path)")
-    from pipeline.hub import cached_file, hub_problem
+    from linkscan.pipeline.hub import cached_file, hub_problem
 
     cached = cached_file(name_or_path, "tokenizer.json")  # downloaded before: no network needed
     if cached is not None:

@@ -1,6 +1,6 @@
 """Data contracts: Arrow schemas, typed records and validation for every linkscan artifact."""
-from schemas.artifacts import SCHEMA_VERSIONS, SCHEMAS, schema_for
-from schemas.records import (
+from linkscan.schemas.artifacts import SCHEMA_VERSIONS, SCHEMAS, schema_for
+from linkscan.schemas.records import (
     Chunk,
     Document,
     Example,
@@ -9,7 +9,7 @@ from schemas.records import (
     records_to_table,
     table_to_records,
 )
-from schemas.validation import SchemaError, check_schema, validate_table
+from linkscan.schemas.validation import SchemaError, check_schema, validate_table
 
 __all__ = [
     "SCHEMA_VERSIONS", "SCHEMAS", "schema_for", "Chunk", "Document", "Example", "Link", "Prediction",

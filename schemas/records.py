@@ -7,7 +7,7 @@ from typing import Iterable
 
 import pyarrow as pa
 
-from schemas.artifacts import schema_for
+from linkscan.schemas.artifacts import schema_for
 
 
 @dataclass(frozen=True)

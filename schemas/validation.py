@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.artifacts import ARTIFACT_KEY, SCHEMA_VERSIONS, VERSION_KEY, schema_for
+from linkscan.schemas.artifacts import ARTIFACT_KEY, SCHEMA_VERSIONS, VERSION_KEY, schema_for
 
 
 class SchemaError(ValueError):

@@ -42,7 +42,7 @@ def dev_evalsets(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer(tokenizer_path: Path):
     """The GPT-NeoX tokenizer of the Mamba-2 checkpoints (the offline copy in ../shared)."""
-    from pipeline.tokenize import load_tokenizer
+    from linkscan.pipeline.tokenize import load_tokenizer
 
     return load_tokenizer(str(tokenizer_path))
 
@@ -52,8 +52,8 @@ def tiny():
     """A randomly initialised scanner of the small shape (CPU, eval mode), seeded."""
     import torch
 
-    from training.configs import model_shape
-    from training.model import ScannerModel
+    from linkscan.training.configs import model_shape
+    from linkscan.training.model import ScannerModel
 
     torch.manual_seed(0)
     return ScannerModel(model_shape("small")).eval()

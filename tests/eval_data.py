@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from evaluation.metrics import normalize_answer
+from linkscan.evaluation.metrics import normalize_answer
 
 CONTRACT_UNITS = [
     "The supplier shall deliver the goods within thirty days of the order. ",

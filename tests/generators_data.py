@@ -12,7 +12,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from schemas import Chunk
+from linkscan.schemas import Chunk
 
 
 @lru_cache(maxsize=1)

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from generators.llm.prompts import DATA_END, DATA_START
+from linkscan.generators.llm.prompts import DATA_END, DATA_START
 
 
 @dataclass

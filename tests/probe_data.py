@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from schemas import Example, records_to_table
+from linkscan.schemas import Example, records_to_table
 
 
 def _units(words: list[str], rng: random.Random) -> list[str]:
@@ -67,7 +67,7 @@ def probe_examples(texts: Sequence[str], tokenizer, *, n_examples: int, min_toke
 
 def write_probe_dataset(data_root: Path, name: str, examples: Sequence[Example], num_shards: int) -> Path:
     """Publish ``examples`` as a dataset version of ``num_shards`` examples shards; returns its folder."""
-    from pipeline.store import DatasetWriter, version_id
+    from linkscan.pipeline.store import DatasetWriter, version_id
 
     config = {"probe": name, "examples": len(examples), "num_shards": num_shards}
     fingerprints = {"example_ids": hashlib.sha256("".join(e.example_id for e in examples).encode()).hexdigest()}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from schemas import Example, records_to_table
+from linkscan.schemas import Example, records_to_table
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -55,7 +55,7 @@ INPUTS = {"corpus/a.jsonl": "sha256:abc"}
 
 def publish(root: Path, name: str = "demo", shards: int = 2) -> Path:
     """A published version of ``shards`` example shards of real text (6 examples each)."""
-    from pipeline.store import DatasetWriter, version_id
+    from linkscan.pipeline.store import DatasetWriter, version_id
 
     version = version_id(CONFIG, INPUTS)
     with DatasetWriter(root, name, version, CONFIG, INPUTS) as writer:

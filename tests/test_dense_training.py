@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from training.dense import DenseTrainConfig, example_pairs, far_units
+from linkscan.flows.cli import app
+from linkscan.training.dense import DenseTrainConfig, example_pairs, far_units
 from tests.probe_data import probe_examples, write_probe_dataset
 
 pytestmark = pytest.mark.integration  # whole training runs: not in make test-fast
@@ -84,7 +84,7 @@ def test_a_dense_run_logs_steps_and_held_out_recall_against_the_base_model(train
 def test_the_model_card_names_the_dataset_version_and_the_weights_changed(trained, probe_dataset):
     from sentence_transformers import SentenceTransformer
 
-    from evaluation.retrievers import default_dense_model
+    from linkscan.evaluation.retrievers import default_dense_model
 
     version = probe_dataset.name
     card = (trained / "README.md").read_text()
@@ -110,7 +110,7 @@ def test_evaluate_reads_the_fine_tuned_folder_as_dense(trained, dev_evalsets, to
 
 
 def test_an_out_holding_a_dense_run_is_refused_and_overwrite_removes_its_model(trained, probe_dataset, tmp_path):
-    from training.dense_loop import claim_dense_folder
+    from linkscan.training.dense_loop import claim_dense_folder
 
     result = runner.invoke(app, ["train", "--target", "dense", "--dataset", str(probe_dataset), "--out", str(trained)])
     assert result.exit_code == 2
@@ -132,7 +132,7 @@ def test_scanner_options_are_refused_by_the_dense_target(probe_dataset, tmp_path
 def test_a_resumed_dense_run_ends_with_the_weights_of_an_uninterrupted_one(probe_dataset, tmp_path):
     from safetensors.torch import load_file
 
-    from training.dense_loop import train_dense
+    from linkscan.training.dense_loop import train_dense
 
     def config(out: Path) -> DenseTrainConfig:
         return DenseTrainConfig(dataset=str(probe_dataset), out=str(out), device="cpu", max_steps=4, batch_size=4,
@@ -171,8 +171,8 @@ class _SavesTwoFiles:
 
 
 def test_a_failed_export_leaves_the_earlier_finished_model_or_no_finished_model(tmp_path, monkeypatch):
-    from training import dense_loop
-    from training.dense_loop import PROVENANCE, export_model
+    from linkscan.training import dense_loop
+    from linkscan.training.dense_loop import PROVENANCE, export_model
 
     export_model(_SavesTwoFiles(), tmp_path, "card", {"run": 1})
     assert json.loads((tmp_path / PROVENANCE).read_text())["files"] == ["README.md", "config.json", "model.safetensors"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.benchmarks import (
+from linkscan.evaluation.benchmarks import (
     BenchmarkError,
     is_multiple_choice_benchmark,
     load_paper_testset,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from flows.cli import app
+from linkscan.flows.cli import app
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from linkscan.flows.cli import app
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
@@ -30,7 +30,7 @@ def _closed_port() -> int:
 def _offline_linkscan(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"),
            "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "linkscan.flows.cli", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.retrievers import Query, make_retriever
-from evaluation.run import EvalConfig, run_evaluation
-from evaluation.units import DocumentUnits
-from pipeline.config import CorpusConfig
+from linkscan.evaluation.retrievers import Query, make_retriever
+from linkscan.evaluation.run import EvalConfig, run_evaluation
+from linkscan.evaluation.units import DocumentUnits
+from linkscan.pipeline.config import CorpusConfig
 from tests.eval_data import benchmark_with_empty_documents
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast

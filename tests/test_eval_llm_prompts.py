@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.benchmarks import BenchmarkError, load_paper_testset
-from evaluation.run import EvalConfig, run_evaluation
-from generators.llm.client import LLMClient
-from generators.llm.config import LLMConfig
-from pipeline.config import CorpusConfig
+from linkscan.evaluation.benchmarks import BenchmarkError, load_paper_testset
+from linkscan.evaluation.run import EvalConfig, run_evaluation
+from linkscan.generators.llm.client import LLMClient
+from linkscan.generators.llm.config import LLMConfig
+from linkscan.pipeline.config import CorpusConfig
 from tests.llm_server import LLMTestServer, Reply
 
 STORY = ["Korvin opened the door of the tower at dawn.", "The guards slept through the morning.",

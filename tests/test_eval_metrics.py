@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.metrics import (
+from linkscan.evaluation.metrics import (
     answer_containment,
     bootstrap_ci,
     mrr,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.cli_evaluate import EXIT_INCOMPLETE
+from linkscan.flows.cli import app
+from linkscan.flows.cli_evaluate import EXIT_INCOMPLETE
 from tests.eval_data import benchmark_with_empty_documents, link_dev_benchmark, write_plain_benchmark
 
 runner = CliRunner()

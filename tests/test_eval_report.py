@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from evaluation.report import aggregate, length_bucket, macro_average, metric_columns, write_tables
+from linkscan.evaluation.report import aggregate, length_bucket, macro_average, metric_columns, write_tables
 
 ROWS = [
     {"benchmark": "a", "category": "x", "retriever": "bm25", "length_bucket": "<8k", "recall@10": 1.0, "mrr": 1.0, "answer_containment": None},

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.metrics import expected_random_metrics, hit_at_k, mrr, ndcg_at_k, recall_at_k
-from evaluation.report import plot_by_length
-from evaluation.retrievers import OracleRetriever, Query, RandomRetriever
-from evaluation.run import EvalConfig, run_evaluation
-from evaluation.units import DocumentUnits, units_from_texts
-from pipeline.config import CorpusConfig
-from pipeline.tokenize import load_tokenizer
+from linkscan.evaluation.metrics import expected_random_metrics, hit_at_k, mrr, ndcg_at_k, recall_at_k
+from linkscan.evaluation.report import plot_by_length
+from linkscan.evaluation.retrievers import OracleRetriever, Query, RandomRetriever
+from linkscan.evaluation.run import EvalConfig, run_evaluation
+from linkscan.evaluation.units import DocumentUnits, units_from_texts
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.tokenize import load_tokenizer
 from tests.eval_data import CONTRACT_UNITS
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from evaluation.finished import OutputFolderError, claim_out_dir
+from linkscan.evaluation.finished import OutputFolderError, claim_out_dir
 from tests.conftest import REPO
 from tests.eval_data import link_dev_benchmark
 
@@ -33,7 +33,7 @@ def suite(dev_evalsets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def evaluate(suite: Path, out: Path, tokenizer_path: Path, wait: bool = True):
-    command = [sys.executable, "-m", "flows.cli", "evaluate", "--benchmarks", str(suite), "--retriever", "bm25",
+    command = [sys.executable, "-m", "linkscan.flows.cli", "evaluate", "--benchmarks", str(suite), "--retriever", "bm25",
                "--retriever", "random", "--retriever", "oracle", "--out", str(out), "--tokenizer", str(tokenizer_path),
                "--max-questions", "60"]
     if not wait:

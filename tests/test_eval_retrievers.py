@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.metrics import rank_units
-from evaluation.retrievers import (
+from linkscan.evaluation.metrics import rank_units
+from linkscan.evaluation.retrievers import (
     BM25Retriever,
     ChunkRetriever,
     DenseRetriever,
@@ -20,7 +20,7 @@ from evaluation.retrievers import (
     default_dense_model,
     make_retriever,
 )
-from evaluation.units import units_from_texts
+from linkscan.evaluation.units import units_from_texts
 from tests.eval_data import CONTRACT_UNITS, benchmark_with_empty_documents
 
 UNITS = CONTRACT_UNITS
@@ -57,9 +57,9 @@ def test_dense_default_model_is_the_packaged_minilm(document) -> None:
 
 def test_dense_encodes_each_document_once_for_all_its_questions(dev_evalsets: Path, tokenizer_path: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from evaluation.retrievers import _load_encoder
-    from evaluation.run import EvalConfig, run_evaluation
-    from pipeline.config import CorpusConfig
+    from linkscan.evaluation.retrievers import _load_encoder
+    from linkscan.evaluation.run import EvalConfig, run_evaluation
+    from linkscan.pipeline.config import CorpusConfig
 
     model = _load_encoder(str(default_dense_model()), "cpu")
     calls: list[int] = []
@@ -157,11 +157,11 @@ def test_make_retriever_names() -> None:
 def test_scanner_retriever_scores_each_unit_with_the_saved_model(tmp_path: Path, tokenizer, document) -> None:
     import torch
 
-    from evaluation.scanning import scan_document
-    from pipeline.assemble import question_token_ids
-    from training.checkpoint import save_weights
-    from training.configs import MambaShape
-    from training.model import ScannerModel
+    from linkscan.evaluation.scanning import scan_document
+    from linkscan.pipeline.assemble import question_token_ids
+    from linkscan.training.checkpoint import save_weights
+    from linkscan.training.configs import MambaShape
+    from linkscan.training.model import ScannerModel
 
     torch.manual_seed(0)
     shape = MambaShape(d_model=64, n_layer=2, d_state=16, headdim=16, chunk_size=32)

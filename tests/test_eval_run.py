@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from evaluation.run import EvalConfig, run_evaluation
-from generators.llm.client import LLMClient
-from generators.llm.config import LLMConfig
-from pipeline.config import CorpusConfig
-from schemas import check_schema, table_to_records
+from linkscan.evaluation.run import EvalConfig, run_evaluation
+from linkscan.generators.llm.client import LLMClient
+from linkscan.generators.llm.config import LLMConfig
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.schemas import check_schema, table_to_records
 from tests.eval_data import scripted_llm
 from tests.llm_server import LLMTestServer
 

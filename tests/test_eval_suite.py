@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.benchmarks import BenchmarkError, load_suite, read_paper_testset
+from linkscan.evaluation.benchmarks import BenchmarkError, load_suite, read_paper_testset
 from tests.eval_data import link_dev_benchmark, write_plain_benchmark
 
 DOC = {"doc_id": "d1", "text": "The lease ends in March. The rent is paid monthly."}

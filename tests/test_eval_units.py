@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from evaluation.benchmarks import load_plain_benchmark
-from evaluation.units import EvidenceIndex, map_evidence, segment_document, units_from_texts
-from pipeline.config import CorpusConfig
-from pipeline.segment import Segmenter
+from linkscan.evaluation.benchmarks import load_plain_benchmark
+from linkscan.evaluation.units import EvidenceIndex, map_evidence, segment_document, units_from_texts
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.segment import Segmenter
 from tests.eval_data import CONTRACT_UNITS
 
 UNITS = CONTRACT_UNITS[:5]

@@ -1,12 +1,12 @@
-"""The paper's sliding-window arithmetic (evaluation.scanning): window bounds, coverage, the question
+"""The paper's sliding-window arithmetic (linkscan.evaluation.scanning): window bounds, coverage, the question
 prepended to every window, and the mean of a unit's logits over the windows that score it."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import evaluation.scanning as scanning
-from evaluation.scanning import scan_document, sliding_windows, window_coverage
+import linkscan.evaluation.scanning as scanning
+from linkscan.evaluation.scanning import scan_document, sliding_windows, window_coverage
 
 
 def uniform_ends(n_units: int, unit_tokens: int) -> list[int]:

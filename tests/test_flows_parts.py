@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows import artifacts, demo, events
-from flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root
-from generators.llm.client import LLMRequestError
+from linkscan.flows import artifacts, demo, events
+from linkscan.flows.runtime import TaskRunnerConfig, make_task_runner, resolve_data_root
+from linkscan.generators.llm.client import LLMRequestError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -151,7 +151,7 @@ def test_ray_without_prefect_ray_installed_says_which_extra_to_install(monkeypat
     ],
 )
 def test_only_transient_failures_are_retried(error, transient):
-    from flows.runtime import is_transient
+    from linkscan.flows.runtime import is_transient
 
     assert is_transient(error) is transient
 
@@ -184,7 +184,7 @@ def test_prefect_yaml_declares_generate_train_and_evaluate_on_one_work_pool():
 
 
 def test_serve_defaults_parse_flow_equals_json_pairs():
-    from flows.cli_flows import parse_defaults
+    from linkscan.flows.cli_flows import parse_defaults
 
     assert parse_defaults(['train={"options": {"max_steps": 5}}', 'train={"dataset": "demo"}', "evaluate={}"]) == {
         "train": {"options": {"max_steps": 5}, "dataset": "demo"},
@@ -195,21 +195,21 @@ def test_serve_defaults_parse_flow_equals_json_pairs():
 def test_serve_defaults_name_the_bad_value():
     import typer
 
-    from flows.cli_flows import parse_defaults
+    from linkscan.flows.cli_flows import parse_defaults
 
     with pytest.raises(typer.BadParameter, match="train=max_steps"):
         parse_defaults(["train=max_steps"])
 
 
 def test_deployment_defaults_for_an_unknown_flow_are_refused():
-    from flows.deployments import runner_deployments
+    from linkscan.flows.deployments import runner_deployments
 
     with pytest.raises(ValueError, match="trian"):
         runner_deployments({"trian": {}})
 
 
 def test_train_options_keep_demo_defaults_for_fields_left_out():
-    from flows.train import DEMO_TRAIN_DEFAULTS, TrainOptions
+    from linkscan.flows.train import DEMO_TRAIN_DEFAULTS, TrainOptions
 
     options = TrainOptions.model_validate({"max_steps": 3})
     assert options.max_steps == 3
@@ -218,9 +218,9 @@ def test_train_options_keep_demo_defaults_for_fields_left_out():
 
 
 def test_generate_config_parameter_keeps_demo_defaults_for_fields_left_out():
-    from flows.demo import BUNDLED_TOKENIZER
-    from flows.generate import generate
-    from generators.config import GenerateConfig
+    from linkscan.flows.demo import BUNDLED_TOKENIZER
+    from linkscan.flows.generate import generate
+    from linkscan.generators.config import GenerateConfig
 
     # The README's --params example: the bundled tokenizer stays (no hub needed), as does nested defaulting.
     config = generate.validate_parameters({"config": {"name": "mine", "corpus": ["corpus/"]}})["config"]

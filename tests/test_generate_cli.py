@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from pipeline.store import open_dataset
+from linkscan.flows.cli import app
+from linkscan.pipeline.store import open_dataset
 from tests.generators_data import rfc_corpus
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
@@ -87,7 +87,7 @@ def test_two_processes_with_different_hash_seeds_publish_identical_bytes(corpus,
     digests = []
     for seed in ("1", "2"):
         run = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "generate", "--corpus", str(corpus), "--data", str(tmp_path / seed),
+            [sys.executable, "-m", "linkscan.flows.cli", "generate", "--corpus", str(corpus), "--data", str(tmp_path / seed),
              "--name", "rfc", "--tokenizer", str(tokenizer_path), "--chunk-tokens", "1200"],
             cwd=REPO, env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, timeout=300,
         )
@@ -104,7 +104,7 @@ def test_progress_is_reported_in_lines_when_stderr_is_not_a_terminal(corpus, tok
     from tests.store_data import REPO
 
     run = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "generate", "--corpus", str(corpus), "--data", str(tmp_path),
+        [sys.executable, "-m", "linkscan.flows.cli", "generate", "--corpus", str(corpus), "--data", str(tmp_path),
          "--name", "rfc", "--tokenizer", str(tokenizer_path), "--chunk-tokens", "1200"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
@@ -118,8 +118,8 @@ def test_progress_is_reported_in_lines_when_stderr_is_not_a_terminal(corpus, tok
 
 
 def test_progress_counts_time_left_from_the_bytes_read():
-    from generators.progress import GenerationProgress
-    from pipeline.sharding import InputPiece
+    from linkscan.generators.progress import GenerationProgress
+    from linkscan.pipeline.sharding import InputPiece
 
     now = [100.0]
     pieces = [InputPiece("a.jsonl", size=30_000_000), InputPiece("b.jsonl", size=10_000_000)]

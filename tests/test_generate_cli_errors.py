@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.cli_errors import EXIT_FAILED, EXIT_PENDING, EXIT_USAGE
-from pipeline.store import DatasetWriter, open_dataset
+from linkscan.flows.cli import app
+from linkscan.flows.cli_errors import EXIT_FAILED, EXIT_PENDING, EXIT_USAGE
+from linkscan.pipeline.store import DatasetWriter, open_dataset
 from tests.conftest import REPO
 from tests.generators_data import rfc_corpus
 from tests.llm_server import LLMTestServer, Reply
@@ -30,7 +30,7 @@ def corpus(dev_corpus, tmp_path_factory) -> Path:
 
 
 def linkscan(*args: str, wait: bool = True, **kwargs):
-    command = [sys.executable, "-m", "flows.cli", *args]
+    command = [sys.executable, "-m", "linkscan.flows.cli", *args]
     if not wait:
         return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, **kwargs)
@@ -82,8 +82,8 @@ def test_an_invalid_dataset_name_is_one_line(corpus, tmp_path, tokenizer_path, n
 
 
 def test_a_second_writer_of_the_same_version_is_refused_in_one_line(corpus, tmp_path, tokenizer_path):
-    from generators.config import load_config
-    from generators.stage import plan_generation
+    from linkscan.generators.config import load_config
+    from linkscan.generators.stage import plan_generation
 
     data = tmp_path / "data"
     config = load_config(None, {"corpus": [str(corpus)], "name": "rfc", "num_shards": 4,
@@ -210,7 +210,7 @@ def test_a_hub_tokenizer_with_no_network_fails_at_once_in_one_line(corpus, tmp_p
 
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "generate", "--corpus", str(corpus), "--data",
+    result = subprocess.run([sys.executable, "-m", "linkscan.flows.cli", "generate", "--corpus", str(corpus), "--data",
                              str(tmp_path / "data"), "--tokenizer", "EleutherAI/gpt-neox-20b"],
                             cwd=repo, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == EXIT_USAGE

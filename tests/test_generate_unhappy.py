@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from generators.config import GenerateConfig
-from generators.llm.config import LLMConfig
-from generators.stage import EmptyDatasetError, PendingChunksError, run_generation
-from pipeline.config import CorpusConfig
-from pipeline.store import open_dataset
+from linkscan.generators.config import GenerateConfig
+from linkscan.generators.llm.config import LLMConfig
+from linkscan.generators.stage import EmptyDatasetError, PendingChunksError, run_generation
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.store import open_dataset
 from tests.generators_data import dev_document_text
 from tests.llm_server import LLMTestServer, Reply, request_stage
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.assemble import AssemblyError, assemble_example, question_token_ids
+from linkscan.pipeline.assemble import AssemblyError, assemble_example, question_token_ids
 from tests.generators_data import chunk_from_units, dev_document_text, units_of
 
 

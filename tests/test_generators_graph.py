@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from generators.graph import graph_diagnostics, graph_links, link_graph
-from schemas import Chunk, Link
+from linkscan.generators.graph import graph_diagnostics, graph_links, link_graph
+from linkscan.schemas import Chunk, Link
 
 
 def chunk(index: int, n_units: int) -> Chunk:

@@ -11,10 +11,10 @@ import random
 
 import pytest
 
-from generators.base import LinkCandidate, QuestionDraft, Refusal
-from generators.config import LinkMethodConfig, PassageMethodConfig
-from generators.methods import chunk_example, gap_to, link_example, link_window, pair_example
-from generators.offline import OfflineBackend
+from linkscan.generators.base import LinkCandidate, QuestionDraft, Refusal
+from linkscan.generators.config import LinkMethodConfig, PassageMethodConfig
+from linkscan.generators.methods import chunk_example, gap_to, link_example, link_window, pair_example
+from linkscan.generators.offline import OfflineBackend
 from tests.generators_data import dev_chunks
 
 
@@ -206,7 +206,7 @@ def test_sampling_follows_the_seed(chunks, tokenizer):
 
 
 def test_a_question_request_says_which_method_asks_and_how_many_passages_it_has():
-    from generators.base import QuestionRequest
+    from linkscan.generators.base import QuestionRequest
 
     assert QuestionRequest("c", ["a", "b"], [[0]], "chunk").method == "chunk"
     with pytest.raises(ValueError, match="the pair method asks about 2 passage"):

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from generators.base import EvidenceRequest, LinkRequest, QuestionDraft, QuestionRequest
-from generators.config import OfflineConfig
-from generators.offline import OfflineBackend
+from linkscan.generators.base import EvidenceRequest, LinkRequest, QuestionDraft, QuestionRequest
+from linkscan.generators.config import OfflineConfig
+from linkscan.generators.offline import OfflineBackend
 from tests.generators_data import chunk_from_units, dev_document_text, load_tokenizer, units_of
 
 PLANTED_ANCHOR = (

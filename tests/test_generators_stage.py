@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from generators.config import ConfigFileError, GenerateConfig, load_config, version_config
-from generators.stage import (
+from linkscan.generators.config import ConfigFileError, GenerateConfig, load_config, version_config
+from linkscan.generators.stage import (
     EmptyDatasetError,
     GenerationError,
     generate_shard,
@@ -17,7 +17,7 @@ from generators.stage import (
     publish_generation,
     run_generation,
 )
-from pipeline.store import open_dataset
+from linkscan.pipeline.store import open_dataset
 
 DOCS = {
     "scotus.jsonl.gz": ["scotus-2009-berghuis-v-thompkins", "scotus-2010-stern-v-marshall"],
@@ -80,7 +80,7 @@ def test_a_killed_run_resumes_to_the_same_bytes(config, first_run, tmp_path):
 
 
 def test_a_second_run_of_a_held_version_is_refused_while_the_holder_generates_and_publishes(config, first_run, tmp_path):
-    from pipeline.store import DatasetLockedError
+    from linkscan.pipeline.store import DatasetLockedError
 
     plan = plan_generation(config, tmp_path)
     with holding_version(plan) as writer:
@@ -138,7 +138,7 @@ def test_documents_artifact_keeps_each_document_with_its_language_score(first_ru
 
 
 def test_offline_questions_pass_the_self_contained_check_llm_questions_must_pass(first_run):
-    from generators.llm.parsing import _NOT_SELF_CONTAINED
+    from linkscan.generators.llm.parsing import _NOT_SELF_CONTAINED
 
     questions = open_dataset(first_run.path).read_table("examples").column("question").to_pylist()
     assert len(questions) >= 10

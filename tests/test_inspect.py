@@ -6,13 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.inspect import render_example
+from linkscan.pipeline.inspect import render_example
 from tests.store_data import publish
 import pytest
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
 
-LINKSCAN = [sys.executable, "-m", "flows.cli"]
+LINKSCAN = [sys.executable, "-m", "linkscan.flows.cli"]
 REPO = Path(__file__).resolve().parent.parent
 
 

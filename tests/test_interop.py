@@ -4,7 +4,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from pipeline.store import DatasetWriter
+from linkscan.pipeline.store import DatasetWriter
 from tests.store_data import example_table
 from tests.store_data import publish
 

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from generators.base import EvidenceRequest, LinkRequest, Pending, QuestionDraft, QuestionRequest, Refusal
-from generators.llm import prompts
-from generators.llm.backend import LLMBackend, merge_llm_stats
-from generators.llm.config import LLMConfig
-from generators.config import LinkMethodConfig, PassageMethodConfig
-from generators.methods import generate_for_chunk
+from linkscan.generators.base import EvidenceRequest, LinkRequest, Pending, QuestionDraft, QuestionRequest, Refusal
+from linkscan.generators.llm import prompts
+from linkscan.generators.llm.backend import LLMBackend, merge_llm_stats
+from linkscan.generators.llm.config import LLMConfig
+from linkscan.generators.config import LinkMethodConfig, PassageMethodConfig
+from linkscan.generators.methods import generate_for_chunk
 from tests.generators_data import dev_chunks
 from tests.llm_server import LLMTestServer, Reply, data_sections, request_stage
 

@@ -6,8 +6,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from pipeline.store import open_dataset
+from linkscan.flows.cli import app
+from linkscan.pipeline.store import open_dataset
 from tests.generators_data import dev_document_text
 from tests.llm_server import LLMTestServer, Reply
 

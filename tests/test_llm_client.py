@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from generators.llm import prompts
-from generators.llm.cache import ResponseCache, cache_key
-from generators.llm.client import LLMClient, LLMFatalError, LLMRequestError
-from generators.llm.usage import merge_usage
-from generators.llm.config import LLMConfig, MissingAPIKeyError, Price, resolve_api_key
-from generators.llm.ratelimit import RateLimiter, TokenBucket
+from linkscan.generators.llm import prompts
+from linkscan.generators.llm.cache import ResponseCache, cache_key
+from linkscan.generators.llm.client import LLMClient, LLMFatalError, LLMRequestError
+from linkscan.generators.llm.usage import merge_usage
+from linkscan.generators.llm.config import LLMConfig, MissingAPIKeyError, Price, resolve_api_key
+from linkscan.generators.llm.ratelimit import RateLimiter, TokenBucket
 from tests.llm_server import LLMTestServer, Reply, request_stage
 
 KEY = "sk-test-0123456789-do-not-leak"
@@ -302,7 +302,7 @@ def test_a_progress_board_shows_the_sum_of_the_clients_handed_to_it(server, tmp_
 
     from rich.console import Console
 
-    from generators.llm.progress import ProgressBoard
+    from linkscan.generators.llm.progress import ProgressBoard
 
     board = ProgressBoard()
     settings = dict(base_url=server.url, model="test-model", timeout_s=2)

@@ -13,11 +13,11 @@ import logging
 
 import pytest
 
-from generators.llm import prompts
-from generators.llm.client import LLMClient, LLMRequestError
-from generators.llm.config import LLMConfig
-from generators.llm.parsing import parse_json_answer, validate_evidence
-from flows.local_llm import LocalLLMServer, missing_reason
+from linkscan.generators.llm import prompts
+from linkscan.generators.llm.client import LLMClient, LLMRequestError
+from linkscan.generators.llm.config import LLMConfig
+from linkscan.generators.llm.parsing import parse_json_answer, validate_evidence
+from linkscan.flows.local_llm import LocalLLMServer, missing_reason
 
 pytestmark = pytest.mark.llm_local
 
@@ -146,10 +146,10 @@ def two_documents(tmp_path_factory, dev_corpus):
 
 def test_generate_with_the_real_model_publishes_examples_counts_every_stage_and_reruns_from_the_cache(
         server, two_documents, tokenizer_path, tmp_path):
-    from generators.config import GenerateConfig
-    from generators.stage import run_generation
-    from pipeline.config import CorpusConfig
-    from pipeline.store import open_dataset
+    from linkscan.generators.config import GenerateConfig
+    from linkscan.generators.stage import run_generation
+    from linkscan.pipeline.config import CorpusConfig
+    from linkscan.pipeline.store import open_dataset
 
     config = GenerateConfig(
         name="real-llm", corpus=[str(two_documents)], generator="llm", method="chunk", num_shards=1,
@@ -179,7 +179,7 @@ def test_generate_with_the_real_model_publishes_examples_counts_every_stage_and_
 def test_the_evaluation_protocol_answers_and_judges_with_the_real_model(server, dev_evalsets, tokenizer_path, tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from linkscan.flows.cli import app
 
     result = CliRunner().invoke(app, [
         "evaluate", "--benchmarks", str(dev_evalsets), "--only", "natural_question", "--max-questions", "2",

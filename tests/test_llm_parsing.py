@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from generators.llm.parsing import (
+from linkscan.generators.llm.parsing import (
     ParsedAnswer,
     Rejection,
     parse_json_answer,

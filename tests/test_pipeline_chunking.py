@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from pipeline.chunking import chunk_spans
-from pipeline.config import CorpusConfig
-from pipeline.corpus import document_chunks
-from pipeline.drops import Drops
-from pipeline.segment import Segmenter
-from pipeline.store import DatasetWriter, open_dataset
-from pipeline.tokenize import load_tokenizer
-from schemas import Document, records_to_table
+from linkscan.pipeline.chunking import chunk_spans
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.corpus import document_chunks
+from linkscan.pipeline.drops import Drops
+from linkscan.pipeline.segment import Segmenter
+from linkscan.pipeline.store import DatasetWriter, open_dataset
+from linkscan.pipeline.tokenize import load_tokenizer
+from linkscan.schemas import Document, records_to_table
 
 
 def test_spans_cover_every_unit_in_order():

@@ -1,7 +1,7 @@
 """Cleaning rules: HTML to text, Unicode, control characters, Gutenberg and repeated boilerplate."""
 from __future__ import annotations
 
-from pipeline.clean import clean_text, drop_repeated_lines, html_to_text, looks_like_html, strip_gutenberg
+from linkscan.pipeline.clean import clean_text, drop_repeated_lines, html_to_text, looks_like_html, strip_gutenberg
 
 PAGE = """<!DOCTYPE html><html><head><title>The  Report</title><style>p {color: red}</style>
 <script>var tracking = 1;</script></head><body>

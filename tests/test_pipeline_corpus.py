@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from pipeline.clean import clean_text
-from pipeline.config import CorpusConfig
-from pipeline.corpus import corpus_to_chunks, fingerprint_inputs, iter_documents
-from pipeline.drops import Drops
-from pipeline.tokenize import load_tokenizer
-from schemas import records_to_table, validate_table
+from linkscan.pipeline.clean import clean_text
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.corpus import corpus_to_chunks, fingerprint_inputs, iter_documents
+from linkscan.pipeline.drops import Drops
+from linkscan.pipeline.tokenize import load_tokenizer
+from linkscan.schemas import records_to_table, validate_table
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from pipeline.config import CorpusConfig
-from pipeline.corpus import build_decontamination_index, corpus_to_chunks
-from pipeline.decontaminate import NgramIndex, ngram_hashes
-from pipeline.drops import Drops
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.corpus import build_decontamination_index, corpus_to_chunks
+from linkscan.pipeline.decontaminate import NgramIndex, ngram_hashes
+from linkscan.pipeline.drops import Drops
 
 
 def test_ngram_hashes_are_stable_and_position_sensitive():

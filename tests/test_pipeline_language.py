@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from pipeline.config import CorpusConfig
-from pipeline.corpus import iter_documents
-from pipeline.drops import Drops
-from pipeline.language import detect_language
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.corpus import iter_documents
+from linkscan.pipeline.drops import Drops
+from linkscan.pipeline.language import detect_language
 
 ENGLISH = ("The committee met in the spring to review the budget of the town and agreed that the "
            "roads needed repair before the winter came. ") * 12

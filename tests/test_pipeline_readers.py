@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import CorpusConfig
-from pipeline.corpus import list_inputs
-from pipeline.drops import Drops
-from pipeline.readers import decode_bytes, read_documents
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.corpus import list_inputs
+from linkscan.pipeline.drops import Drops
+from linkscan.pipeline.readers import decode_bytes, read_documents
 
 
 @pytest.fixture(scope="module")

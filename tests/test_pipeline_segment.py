@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from pipeline.config import CorpusConfig
-from pipeline.segment import Segmenter
-from pipeline.tokenize import tokenize_units
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.segment import Segmenter
+from linkscan.pipeline.tokenize import tokenize_units
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_a_huge_paragraph_without_sentence_ends_or_spaces_stays_exact(segmenter,
 def test_word_start_finds_the_nearest_whitespace_like_a_search_back_to_the_lower_bound(book_text):
     import random
 
-    from pipeline.sentences import _word_start
+    from linkscan.pipeline.sentences import _word_start
 
     text = book_text[:20_000] + "\t" + "x" * 3_000 + "\n" + book_text[20_000:40_000]
     rng = random.Random(3)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tokenize import load_tokenizer, tokenize_units
+from linkscan.pipeline.tokenize import load_tokenizer, tokenize_units
 
 
 def test_load_tokenizer_from_file_and_folder_give_the_same_vocabulary(tokenizer_path):

@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows import events
-from flows.server import server_env, start_server, stop_process, wait_healthy
-from pipeline.store import VersionStaging
+from linkscan.flows import events
+from linkscan.flows.server import server_env, start_server, stop_process, wait_healthy
+from linkscan.pipeline.store import VersionStaging
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
 
@@ -132,9 +132,9 @@ def run_python(code: str, server: Server, *args: str, timeout: float = 300) -> s
 
 RUN_GENERATE = """
 import json, sys
-from flows.generate import generate
-from flows.runtime import TaskRunnerConfig
-from generators.config import GenerateConfig
+from linkscan.flows.generate import generate
+from linkscan.flows.runtime import TaskRunnerConfig
+from linkscan.generators.config import GenerateConfig
 result = generate(
     config=GenerateConfig.model_validate(json.loads(sys.argv[1])),
     data_root=sys.argv[2],
@@ -147,7 +147,7 @@ print("RESULT", json.dumps(result))
 # shard with index sys.argv[4] is written: a real kill, at a point the test knows.
 KILL_AFTER_SHARD = """
 import os, signal, sys
-from generators import stage
+from linkscan.generators import stage
 write_shard = stage.generate_shard
 def write_then_die(plan, index, **options):
     result = write_shard(plan, index, **options)
@@ -161,7 +161,7 @@ stage.generate_shard = write_then_die
 # The same, killed right after the version is published, before its event is emitted.
 KILL_AFTER_PUBLISH = """
 import os, signal
-from generators import stage
+from linkscan.generators import stage
 publish = stage.publish_generation
 def publish_then_die(plan, writer=None):
     publish(plan, writer)
@@ -180,8 +180,8 @@ def shard_bytes(version_dir: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, dev_corpus, tokenizer_path):
     """The small config's dataset, generated without Prefect: the bytes every flow run must match."""
-    from generators.config import GenerateConfig
-    from generators.stage import run_generation
+    from linkscan.generators.config import GenerateConfig
+    from linkscan.generators.stage import run_generation
 
     corpus = small_corpus(dev_corpus, tmp_path_factory.mktemp("corpus") / "pydocs")
     config = small_config(corpus, tokenizer_path)
@@ -267,7 +267,7 @@ def test_served_generate_publishes_and_triggers_training_then_evaluation(server,
 EMIT_PARTIAL = """
 import sys
 from pathlib import Path
-from flows import events
+from linkscan.flows import events
 root = Path(sys.argv[1])
 events.emit_dataset_published("partial", "0123456789ab", root / "datasets" / "partial" / "0123456789ab", root, complete=False)
 """
@@ -378,7 +378,7 @@ def test_linkscan_demo_generates_the_demo_dataset_and_prints_how_to_look_at_it(s
 RETRYING_TASKS = """
 import json
 from prefect import flow, task
-from flows.runtime import retry_transient
+from linkscan.flows.runtime import retry_transient
 calls = {"transient": 0, "permanent": 0}
 
 @task(retries=1, retry_condition_fn=retry_transient, persist_result=False)
@@ -504,8 +504,8 @@ def test_a_generate_flow_with_chunks_waiting_for_the_llm_fails_with_how_to_resum
 def one_file_reference(tmp_path_factory, dev_corpus, tokenizer_path):
     """One JSONL file of the small corpus's documents, cut into 4 shards by content, generated
     without Prefect: the bytes every task runner must give."""
-    from generators.config import GenerateConfig
-    from generators.stage import run_generation
+    from linkscan.generators.config import GenerateConfig
+    from linkscan.generators.stage import run_generation
 
     corpus = small_corpus(dev_corpus, tmp_path_factory.mktemp("one-file-corpus") / "pydocs")
     joined = corpus.parent / "all.jsonl"

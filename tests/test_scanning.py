@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.scanning import scan_document, sliding_windows, window_coverage
-from training.segments import ssd_scan
+from linkscan.evaluation.scanning import scan_document, sliding_windows, window_coverage
+from linkscan.training.segments import ssd_scan
 
 
 @pytest.fixture(scope="module")

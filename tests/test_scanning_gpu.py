@@ -13,9 +13,9 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 @needs_gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_carried_state_scan_equals_one_long_pass_with_the_fused_kernels(dtype):
-    from evaluation.scanning import scan_document
-    from training.configs import model_shape
-    from training.model import ScannerModel
+    from linkscan.evaluation.scanning import scan_document
+    from linkscan.training.configs import model_shape
+    from linkscan.training.model import ScannerModel
 
     torch.manual_seed(0)
     model = ScannerModel(model_shape("130m"), backend="mamba_ssm", device="cuda").to(dtype).eval()

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas import (
+from linkscan.schemas import (
     SCHEMAS,
     Chunk,
     Document,

@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from generators.config import GenerateConfig
-from generators.stage import run_generation
-from pipeline.config import CorpusConfig
-from pipeline.drops import Drops
-from pipeline.readers import read_documents
-from pipeline.sharding import plan_shards
-from pipeline.store import open_dataset
+from linkscan.generators.config import GenerateConfig
+from linkscan.generators.stage import run_generation
+from linkscan.pipeline.config import CorpusConfig
+from linkscan.pipeline.drops import Drops
+from linkscan.pipeline.readers import read_documents
+from linkscan.pipeline.sharding import plan_shards
+from linkscan.pipeline.store import open_dataset
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import textwrap
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.store import (
+from linkscan.pipeline.store import (
     ChecksumError,
     DatasetLockedError,
     DatasetWriter,
@@ -21,7 +21,7 @@ from pipeline.store import (
     open_dataset,
     version_id,
 )
-from schemas import SchemaError
+from linkscan.schemas import SchemaError
 from tests.store_data import CONFIG, INPUTS, REPO, example_table, publish
 
 
@@ -56,7 +56,7 @@ def test_identical_inputs_give_byte_identical_shards(tmp_path):
 KILLED_WRITER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {repo!r})
-    from pipeline.store import DatasetWriter, version_id
+    from linkscan.pipeline.store import DatasetWriter, version_id
     from tests.store_data import example_table
     from tests.store_data import CONFIG, INPUTS
     with DatasetWriter({root!r}, "demo", version_id(CONFIG, INPUTS), CONFIG, INPUTS) as writer:
@@ -227,7 +227,7 @@ def test_invalid_table_never_reaches_the_store(tmp_path):
 KILLED_BEFORE_LATEST = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {repo!r})
-    import pipeline.store as store
+    import linkscan.pipeline.store as store
     from tests.store_data import example_table
     from tests.store_data import CONFIG, INPUTS
 
@@ -309,7 +309,7 @@ def test_a_truncated_shard_is_an_error_naming_the_file(tmp_path):
 
 
 def test_sweeping_after_an_interruption_removes_stale_locks_and_temporaries_but_not_a_live_writers(tmp_path):
-    from pipeline.store import _file_lock, sweep_staging
+    from linkscan.pipeline.store import _file_lock, sweep_staging
 
     staging = tmp_path / "datasets" / "demo" / ".partial" / "v1" / "data"
     staging.mkdir(parents=True)

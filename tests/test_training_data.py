@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from training.data import (
+from linkscan.training.data import (
     ExampleStream, bucket_of, count_too_long, examples_from_batch, recall_at_k, relabel, split_files,
     validation_examples,
 )
@@ -20,7 +20,7 @@ def dataset(tmp_path_factory, tokenizer_path, dev_corpus):
     """A published dataset of 48 probe examples (real text, real tokenizer) in 4 shards."""
     from tokenizers import Tokenizer
 
-    from pipeline.store import open_dataset
+    from linkscan.pipeline.store import open_dataset
 
     with gzip.open(dev_corpus / "rfc.jsonl.gz", "rt") as handle:
         texts = [json.loads(line)["text"] for line in itertools.islice(handle, 4)]
@@ -125,7 +125,7 @@ def test_a_relabel_share_renames_about_that_share_of_the_examples(dataset):
 def test_relabelling_keeps_the_pad_id_and_refuses_a_vocabulary_too_small():
     import random
 
-    from training.data import PAD_ID, Example
+    from linkscan.training.data import PAD_ID, Example
 
     example = Example([5, 9, 5, PAD_ID, 7, 9], [3, 5], [0.0, 1.0], 2)
     renamed = relabel(example, random.Random(0), 50277)
@@ -165,8 +165,8 @@ def test_recall_at_k_counts_positives_among_the_top_scores():
 
 
 def test_dataloader_workers_split_the_shards_and_resume_at_the_same_batch(dataset):
-    from pipeline.store import iter_shard
-    from training.data import make_loader
+    from linkscan.pipeline.store import iter_shard
+    from linkscan.training.data import make_loader
 
     ds, _ = dataset
     files = ds.shard_paths()
@@ -174,7 +174,7 @@ def test_dataloader_workers_split_the_shards_and_resume_at_the_same_batch(datase
     resumed = [b["input_ids"] for b in itertools.islice(iter(make_loader(_stream(files, skip_micro_batches=5), num_workers=2)), 7)]
     assert all(a.shape == b.shape and (a == b).all() for a, b in zip(continuous[5:], resumed))
     # batch i comes from worker i % 2, which reads shard files 0, 2 (worker 0) or 1, 3 (worker 1)
-    from training.data import examples_from_batch
+    from linkscan.training.data import examples_from_batch
 
     owned = [{_fingerprint(e.input_ids) for path in files[w::2] for batch in iter_shard(path, "examples")
               for e in examples_from_batch(batch)} for w in range(2)]
@@ -184,7 +184,7 @@ def test_dataloader_workers_split_the_shards_and_resume_at_the_same_batch(datase
 
 
 def test_held_out_documents_are_stable_and_never_all_or_none():
-    from training.data import held_out_documents
+    from linkscan.training.data import held_out_documents
 
     doc_ids = [f"doc-{i}" for i in range(200)]
     held = held_out_documents(doc_ids, 0.1)
@@ -196,7 +196,7 @@ def test_held_out_documents_are_stable_and_never_all_or_none():
 
 
 def test_the_training_stream_skips_the_held_out_documents(dataset):
-    from training.data import split_dataset
+    from linkscan.training.data import split_dataset
 
     ds, examples = dataset
     split = split_dataset(ds.shard_paths(), "documents", 1, 0.3)
@@ -215,7 +215,7 @@ def _all_streamed(split):
 
 
 def test_match_labels_mark_the_question_tokens_that_evidence_units_hold_and_few_units_share():
-    from training.data import Example
+    from linkscan.training.data import Example
 
     question = [7, 8, 9, 3]  # 3 is common (in every unit), 9 is in no evidence unit
     units = [[7, 3, 1], [2, 3, 4], [8, 3, 5], [1, 3, 2], [9, 3, 6], [4, 3, 5], [1, 3, 4], [2, 3, 6]]
@@ -229,7 +229,7 @@ def test_match_labels_mark_the_question_tokens_that_evidence_units_hold_and_few_
 
 
 def test_a_packed_row_holds_whole_examples_end_to_end_with_their_sequence_index():
-    from training.data import Example, pack
+    from linkscan.training.data import Example, pack
 
     first = Example([1, 2, 3, 4, 5], [2, 4], [0.0, 1.0], question_length=2)
     second = Example([6, 7, 8], [2], [1.0], question_length=1)
@@ -244,7 +244,7 @@ def test_a_packed_row_holds_whole_examples_end_to_end_with_their_sequence_index(
 
 
 def test_packed_micro_batches_have_one_shape_hold_every_example_once_and_resume(dataset):
-    from training.data import pack_units
+    from linkscan.training.data import pack_units
 
     ds, examples = dataset
     stream = _stream(ds.shard_paths(), pack=True, micro_batch_tokens=2048)
@@ -263,7 +263,7 @@ def test_packed_micro_batches_have_one_shape_hold_every_example_once_and_resume(
 
 
 def test_consumer_rows_show_when_small_shards_would_be_oversampled():
-    from training.data import consumer_rows
+    from linkscan.training.data import consumer_rows
 
     assert consumer_rows([2495, 274, 415, 166], 3) == [2661, 274, 415]  # the dev dataset over 3 workers
     assert consumer_rows([2495, 274, 415, 166], 1) == [3350]

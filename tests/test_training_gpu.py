@@ -18,14 +18,14 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 
 
 def _paired_models(shape_name: str):
-    from training.configs import model_shape
-    from training.model import ScannerModel
+    from linkscan.training.configs import model_shape
+    from linkscan.training.model import ScannerModel
 
     torch.manual_seed(0)
     shape = model_shape(shape_name)
     fused = ScannerModel(shape, backend="mamba_ssm", device="cuda")
     reference = ScannerModel(shape, backend="hf", device="cuda")
-    from training.checkpoint import load_state_dict_strict
+    from linkscan.training.checkpoint import load_state_dict_strict
 
     load_state_dict_strict(reference, fused.canonical_state_dict(), "mamba_ssm model")
     return fused.eval(), reference.eval()
@@ -48,7 +48,7 @@ def test_mamba_ssm_and_hf_backends_give_the_same_scores_on_the_same_weights():
 
 
 def _examples(lengths: list[int], seed: int):
-    from training.data import Example
+    from linkscan.training.data import Example
 
     generator = torch.Generator().manual_seed(seed)
     examples = []
@@ -62,9 +62,9 @@ def _examples(lengths: list[int], seed: int):
 
 @needs_gpu
 def test_a_packed_row_scores_each_example_as_its_own_row():
-    from training.configs import model_shape
-    from training.data import collate, pack
-    from training.model import ScannerModel
+    from linkscan.training.configs import model_shape
+    from linkscan.training.data import collate, pack
+    from linkscan.training.model import ScannerModel
 
     torch.manual_seed(0)
     model = ScannerModel(model_shape("130m"), backend="mamba_ssm", device="cuda").eval()
@@ -83,16 +83,16 @@ def test_a_packed_row_scores_each_example_as_its_own_row():
 def test_cuda_graph_replays_give_the_eager_gradients():
     """Over several micro-batches and two steps: the graphed backward's static buffers must be added
     into ``.grad``, not adopted as it (pytorch/pytorch#181723 doubled the last micro-batch's)."""
-    from training.configs import TrainConfig, model_shape
-    from training.data import pack, pack_units
-    from training.loop import (
+    from linkscan.training.configs import TrainConfig, model_shape
+    from linkscan.training.data import pack, pack_units
+    from linkscan.training.loop import (
         TrainingModel,
         accumulate_gradients,
         clear_gradients,
         configure_optimizer,
         graph_forward,
     )
-    from training.model import ScannerModel
+    from linkscan.training.model import ScannerModel
 
     config = TrainConfig(dataset="-", out="-", backend="mamba_ssm", device="cuda", micro_batch_tokens=4096,
                          pack=True, cuda_graphs=True, match_loss_weight=1.0)
@@ -126,8 +126,8 @@ def test_the_from_scratch_preset_learns_on_a_generated_dataset(tmp_path):
     dataset = os.environ.get("LINKSCAN_LINK_DATASET")
     if not dataset:
         pytest.skip("set LINKSCAN_LINK_DATASET to a version folder that `linkscan generate` made from the dev corpus")
-    from training.configs import TrainConfig, preset_values
-    from training.loop import train
+    from linkscan.training.configs import TrainConfig, preset_values
+    from linkscan.training.loop import train
 
     config = TrainConfig(dataset=dataset, out=str(tmp_path / "run"), progress=False, **preset_values("from-scratch"))
     final = train(config)["last_metrics"]

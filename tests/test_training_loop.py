@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from training.configs import TrainConfig, model_shape
-from training.loop import accumulate_gradients, configure_optimizer, constant_bce, lr_factor, masked_bce, train
-from training.model import ScannerModel
+from linkscan.training.configs import TrainConfig, model_shape
+from linkscan.training.loop import accumulate_gradients, configure_optimizer, constant_bce, lr_factor, masked_bce, train
+from linkscan.training.model import ScannerModel
 from tests.probe_data import dev_probe_dataset
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
@@ -101,8 +101,8 @@ def test_resume_after_an_interruption_continues_exactly_where_it_stopped(dataset
 
 
 def _micro_batches(dataset_path: Path, n: int) -> list[dict]:
-    from pipeline.store import open_dataset
-    from training.data import ExampleStream
+    from linkscan.pipeline.store import open_dataset
+    from linkscan.training.data import ExampleStream
 
     stream = ExampleStream(open_dataset(dataset_path).shard_paths(), micro_batch_tokens=1024, buckets=[512, 1024])
     return list(itertools.islice(iter(stream), n))
@@ -134,8 +134,8 @@ def test_ddp_on_two_cpu_processes_matches_single_process_gradients(dataset_path,
 def test_linkscan_train_writes_a_loadable_checkpoint_and_metrics(dataset_path, tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from training.checkpoint import load_model
+    from linkscan.flows.cli import app
+    from linkscan.training.checkpoint import load_model
 
     out = tmp_path / "cli-run"
     result = CliRunner().invoke(app, [
@@ -156,7 +156,7 @@ def test_linkscan_train_under_torchrun_with_two_cpu_processes(dataset_path, tmp_
 
     out = tmp_path / "ddp-run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "flows.cli_train", "--dataset", str(dataset_path), "--out", str(out), "--shape", "small",
+               "-m", "linkscan.flows.cli_train", "--dataset", str(dataset_path), "--out", str(out), "--shape", "small",
                "--backend", "hf", "--device", "cpu", "--max-steps", "2", "--tokens-per-step", "2048",
                "--micro-batch-tokens", "1024", "--precision", "fp32", "--checkpoint-every", "2"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent.parent)
@@ -170,7 +170,7 @@ def test_linkscan_train_under_torchrun_with_two_cpu_processes(dataset_path, tmp_
 def test_linkscan_train_names_a_missing_dataset_and_exits_with_an_error(tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from linkscan.flows.cli import app
 
     result = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "nothing"), "--out", str(tmp_path / "run"),
                                       "--device", "cpu", "--max-steps", "1"])
@@ -206,7 +206,7 @@ def test_training_checks_every_shard_before_the_first_step_and_names_a_damaged_o
     payload = bytearray(shard.read_bytes())
     payload[len(payload) // 2] ^= 0x10  # one flipped bit, which Parquet itself may read without complaint
     shard.write_bytes(bytes(payload))
-    from pipeline.store import ChecksumError
+    from linkscan.pipeline.store import ChecksumError
 
     with pytest.raises(ChecksumError, match=r"train-00002-of-00004.parquet: sha256 .* does not match .*--repair"):
         train(_config(copy, tmp_path / "run"))
@@ -216,7 +216,7 @@ def test_training_checks_every_shard_before_the_first_step_and_names_a_damaged_o
 def test_a_partial_version_is_trained_on_only_when_asked(tmp_path, dataset_path):
     import shutil
 
-    from pipeline.store import StoreError
+    from linkscan.pipeline.store import StoreError
 
     copy = tmp_path / "partial"
     shutil.copytree(dataset_path, copy)
@@ -230,7 +230,7 @@ def test_a_partial_version_is_trained_on_only_when_asked(tmp_path, dataset_path)
 def test_train_into_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overwritten(dataset_path, tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from linkscan.flows.cli import app
 
     out = tmp_path / "run"
     train(_config(dataset_path, out, max_steps=4))
@@ -283,8 +283,8 @@ def _state_spaces_folder(folder: Path, d_model: int = 64, n_layer: int = 2) -> d
 def test_linkscan_train_starts_from_a_folder_in_the_hubs_state_spaces_layout(dataset_path, tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from training.checkpoint import load_model
+    from linkscan.flows.cli import app
+    from linkscan.training.checkpoint import load_model
 
     hub = _state_spaces_folder(tmp_path / "mamba2-tiny")
     loaded = load_model(tmp_path / "mamba2-tiny", require_head=False).canonical_state_dict()
@@ -341,8 +341,8 @@ def test_packing_and_cuda_graphs_are_refused_where_they_cannot_run(dataset_path,
 def test_a_preset_sets_its_values_and_options_given_beside_it_win(dataset_path, tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from training.configs import PRESETS
+    from linkscan.flows.cli import app
+    from linkscan.training.configs import PRESETS
 
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["train", "--dataset", str(dataset_path), "--out", str(out), "--preset", "cpu-example",
@@ -359,7 +359,7 @@ def test_a_preset_sets_its_values_and_options_given_beside_it_win(dataset_path, 
 def test_train_settings_come_from_a_file_and_set_over_the_preset(dataset_path, tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from linkscan.flows.cli import app
 
     settings = tmp_path / "train.yaml"
     settings.write_text("max_steps: 3\nlr: 0.002\nlength_buckets: [512, 1024]\n")

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from training.checkpoint import CheckpointError, load_model, read_shape, save_weights
-from training.configs import MambaShape, model_shape
-from training.model import ScannerModel
+from linkscan.training.checkpoint import CheckpointError, load_model, read_shape, save_weights
+from linkscan.training.configs import MambaShape, model_shape
+from linkscan.training.model import ScannerModel
 
 
 @pytest.fixture(scope="module")

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline.layout import atomic_write
+from linkscan.pipeline.layout import atomic_write
 
-from training.configs import MambaShape
-from training.model import ScannerModel, default_backend, to_backend
+from linkscan.training.configs import MambaShape
+from linkscan.training.model import ScannerModel, default_backend, to_backend
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.bin")
 LATEST = "LATEST"

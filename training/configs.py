@@ -134,7 +134,7 @@ class TrainConfig(BaseModel):
     # faster but did not help held-out documents (BENCHMARKS.md, "Learning from scratch").
     match_loss_weight: float = Field(default=0.0, ge=0)
     # Share of training examples whose token ids are renamed by a random one-to-one map, the same
-    # for question and chunk (training.data.relabel): matching the question still pays, memorising
+    # for question and chunk (linkscan.training.data.relabel): matching the question still pays, memorising
     # a document's rare ids does not. Validation examples are never relabelled.
     relabel_share: float = Field(default=0.0, ge=0, le=1)
     # Packed rows (mamba_ssm only): examples end to end in one row of micro_batch_tokens, the state

@@ -220,7 +220,7 @@ class ExampleStream(torch.utils.data.IterableDataset):
         return self.rank * workers + logical, self.world_size * workers, workers, logical
 
     def _examples(self, consumer: int, consumers: int, epoch: int) -> Iterator[Example]:
-        from pipeline.store import iter_shard
+        from linkscan.pipeline.store import iter_shard
 
         rng = random.Random(f"{self.seed}:{epoch}:{consumer}")
         if len(self.files) >= consumers:
@@ -332,7 +332,7 @@ def consumer_rows(shard_rows: Sequence[int], consumers: int) -> list[int]:
 
 def count_too_long(files: Sequence[Path], max_tokens: int, documents: "DocumentFilter | None" = None) -> int:
     """How many examples the stream drops for being longer than ``max_tokens`` (reads two columns)."""
-    from pipeline.store import iter_shard
+    from linkscan.pipeline.store import iter_shard
 
     count = 0
     for path in files:
@@ -367,7 +367,7 @@ class DocumentFilter:
 def validation_examples(files: Sequence[Path], limit: int, max_tokens: int,
                         documents: DocumentFilter | None = None) -> list[Example]:
     """The first ``limit`` held-out examples (in file order) no longer than ``max_tokens``."""
-    from pipeline.store import iter_shard
+    from linkscan.pipeline.store import iter_shard
 
     examples: list[Example] = []
     for path in files:
@@ -434,7 +434,7 @@ def split_dataset(files: Sequence[Path], how: str, validation_shards: int, valid
     number of shards, even one, can be trained on; ``auto`` takes shards when there are more files
     than that, else documents; ``none`` validates nothing.
     """
-    from pipeline.store import iter_shard
+    from linkscan.pipeline.store import iter_shard
 
     files = sorted(files)
     if how == "none":

@@ -7,7 +7,7 @@ and that unit, with the other pairs of the batch as negatives (in-batch) and, pe
 Far, because the units next to the evidence often continue it without being labelled: as negatives
 they would teach the model to push evidence away.
 
-This module is plain data (pyarrow, numpy); ``training.dense_loop`` trains with sentence-transformers.
+This module is plain data (pyarrow, numpy); ``linkscan.training.dense_loop`` trains with sentence-transformers.
 """
 from __future__ import annotations
 

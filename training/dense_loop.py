@@ -3,7 +3,7 @@
 The loss is MultipleNegativesRankingLoss through sentence-transformers' own trainer (the Hugging
 Face Trainer underneath, so ``accelerate`` is needed), used as it comes: nothing is subclassed but
 the evaluator interface, and the project's conventions are plugged in as callbacks (metrics.jsonl,
-``checkpoints/LATEST``). Pairs come from ``training.dense``.
+``checkpoints/LATEST``). Pairs come from ``linkscan.training.dense``.
 
 Run folder (``out``)::
 
@@ -28,8 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.layout import atomic_write
-from training.dense import EXAMPLE_COLUMNS, DensePairs, DenseTrainConfig, HeldOutExample, model_card, read_pairs
+from linkscan.pipeline.layout import atomic_write
+from linkscan.training.dense import EXAMPLE_COLUMNS, DensePairs, DenseTrainConfig, HeldOutExample, model_card, read_pairs
 
 log = logging.getLogger("linkscan.training.dense")
 PROVENANCE = "linkscan_dense.json"
@@ -69,7 +69,7 @@ def base_model_path(config: DenseTrainConfig) -> Path:
 def unit_recall(model, examples: Sequence[HeldOutExample], ks: Sequence[int], batch_size: int = 64) -> dict:
     """recall@k of the positives when each question ranks its own chunk's units by cosine, beside
     the random ranking's expected recall (k / units): the numbers ``validate`` gives the scanner."""
-    from training.data import recall_at_k
+    from linkscan.training.data import recall_at_k
 
     if not examples:
         return {}
@@ -155,7 +155,7 @@ def _evaluator(examples: list[HeldOutExample], ks: Sequence[int]):
 def claim_dense_folder(out: Path, overwrite: bool) -> None:
     """Refuse an ``out`` that holds a run (the scanner's rule, ``claim_run_folder``); with
     ``overwrite``, remove the old run and the model files it exported."""
-    from training.loop import claim_run_folder
+    from linkscan.training.loop import claim_run_folder
 
     provenance = out / PROVENANCE
     exported = json.loads(provenance.read_text()).get("files", []) if overwrite and provenance.is_file() else []
@@ -239,9 +239,9 @@ def train_dense(config: DenseTrainConfig, *, resume: bool = False, overwrite: bo
     data position, RNG); without it, a folder holding a run is refused unless ``overwrite``.
     ``stop_after`` ends the run after that many steps, leaving its checkpoint and no model export.
     """
-    from training.data import split_dataset
-    from training.checkpoint import latest_checkpoint
-    from training.loop import open_training_data
+    from linkscan.training.data import split_dataset
+    from linkscan.training.checkpoint import latest_checkpoint
+    from linkscan.training.loop import open_training_data
 
     sentence_transformers, transformers, datasets = _trainer_modules()
     out = Path(config.out)

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.checkpoint import latest_checkpoint, load_model, load_training_state, save_checkpoint
-from training.configs import TrainConfig, model_shape
-from training.data import (
+from linkscan.training.checkpoint import latest_checkpoint, load_model, load_training_state, save_checkpoint
+from linkscan.training.configs import TrainConfig, model_shape
+from linkscan.training.data import (
     ExampleStream, collate, consumer_rows, count_too_long, make_loader, pack_units, recall_at_k, split_dataset,
     validation_examples,
 )
-from training.model import ScannerModel
+from linkscan.training.model import ScannerModel
 
 log = logging.getLogger("linkscan.training")
 
@@ -241,7 +241,7 @@ def claim_run_folder(out: Path, overwrite: bool) -> None:
 def open_training_data(config: TrainConfig):
     """The dataset version to train on, checked before any step: every shard's size and sha256
     against its manifest (a damaged file is named), and complete unless ``allow_partial``."""
-    from pipeline.store import StoreError, open_dataset
+    from linkscan.pipeline.store import StoreError, open_dataset
 
     dataset = open_dataset(config.dataset)
     if not dataset.manifest.get("complete", True) and not config.allow_partial:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.configs import MambaShape
+from linkscan.training.configs import MambaShape
 
 BACKENDS = ("hf", "mamba_ssm")
 

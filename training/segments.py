@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from training.model import ScannerModel
+from linkscan.training.model import ScannerModel
 
 _MASKED_DT = -1.0e4  # softplus(-1e4 + dt_bias) == 0 in fp32 and bf16
 

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from generators.base import (
+from linkscan.generators.base import (
     Backend,
     EvidenceRequest,
     LinkCandidate,
@@ -24,11 +24,11 @@ from generators.base import (
     QuestionRequest,
     Refusal,
 )
-from generators.llm import prompts
-from generators.llm.client import LLMClient, LLMRequestError
-from generators.llm.config import LLMConfig
-from generators.llm.usage import UsageTracker
-from generators.llm.parsing import Rejection, parse_json_answer, validate_evidence, validate_links, validate_question
+from linkscan.generators.llm import prompts
+from linkscan.generators.llm.client import LLMClient, LLMRequestError
+from linkscan.generators.llm.config import LLMConfig
+from linkscan.generators.llm.usage import UsageTracker
+from linkscan.generators.llm.parsing import Rejection, parse_json_answer, validate_evidence, validate_links, validate_question
 
 class LLMBackend(Backend):
     """``LLMBackend(config, api_key=..., cache_path=DataLayout(data).llm_cache)``; ``await backend.aclose()`` when done."""
@@ -116,7 +116,7 @@ class LLMBackend(Backend):
 
 def merge_llm_stats(parts: list[dict]) -> dict:
     """One ``stats()`` dict from several (one per shard)."""
-    from generators.llm.usage import merge_usage
+    from linkscan.generators.llm.usage import merge_usage
 
     parts = [p for p in parts if p]
     if not parts:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.layout import content_hash
+from linkscan.pipeline.layout import content_hash
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from generators.llm import quirks
-from generators.llm.cache import ResponseCache, cache_key
-from generators.llm.config import LLMConfig
-from generators.llm.ratelimit import RateLimiter
-from generators.llm.usage import TokenUsage, UsageTracker
+from linkscan.generators.llm import quirks
+from linkscan.generators.llm.cache import ResponseCache, cache_key
+from linkscan.generators.llm.config import LLMConfig
+from linkscan.generators.llm.ratelimit import RateLimiter
+from linkscan.generators.llm.usage import TokenUsage, UsageTracker
 
 log = logging.getLogger("linkscan")
 

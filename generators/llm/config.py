@@ -2,7 +2,7 @@
 
 The API key is never part of the config: the config names the environment variable that holds
 it (``api_key_env``), and the caller (flow or CLI) resolves it with :func:`resolve_api_key` and
-hands the value to :class:`~generators.llm.client.LLMClient`. So the config can go into the
+hands the value to :class:`~linkscan.generators.llm.client.LLMClient`. So the config can go into the
 manifest, the card and Prefect's parameter store without leaking the key.
 """
 from __future__ import annotations
@@ -80,7 +80,7 @@ class LLMConfig(BaseModel):
         Throughput settings (concurrency, rate limits, timeouts, retries) and prices do not; the
         prompt version does.
         """
-        from generators.llm.prompts import PROMPT_VERSION
+        from linkscan.generators.llm.prompts import PROMPT_VERSION
 
         fields = self.model_dump(mode="json", include={"model", "temperature", "max_tokens", "seed", "structured_output"})
         return {**fields, "prompt_version": PROMPT_VERSION}

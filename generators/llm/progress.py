@@ -1,6 +1,6 @@
 """The LLM clients' live numbers as a table: done, in flight, failed, cache hits, tokens, cost.
 
-A generation run's progress (``generators.progress``) hands each client's usage tracker to its
+A generation run's progress (``linkscan.generators.progress``) hands each client's usage tracker to its
 board (``register``, passed to the client as ``on_usage``); the board shows their sum.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 
 from rich.table import Table
 
-from generators.llm.usage import StageUsage, UsageTracker
+from linkscan.generators.llm.usage import StageUsage, UsageTracker
 
 
 class ProgressBoard:

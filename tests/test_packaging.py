@@ -1,0 +1,94 @@
+"""One import name: the top-level folders install as subpackages of ``linkscan`` (issue 17, item 7).
+
+The folders stay where they are in the repository; ``pyproject.toml`` maps each to
+``linkscan.<folder>``. A module imported under its bare folder name as well would be a second copy
+of it (its own globals, its own exception classes), so no code may use the bare names."""
+import ast
+import json
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+import linkscan
+
+from tests.conftest import REPO
+
+OLD_NAMES = set(linkscan.SUBPACKAGES)
+# Module names inside strings: `-m flows.cli`, code run by `python -c`, monkeypatch targets.
+STRING_REFERENCE = re.compile(rf"(?:^|[\s;\"'])(?:from|import|-m)\s+({'|'.join(OLD_NAMES)})\.")
+
+
+def tracked_python_files() -> list:
+    listed = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True)
+    return [REPO / name for name in listed.stdout.split()]
+
+
+def test_every_package_folder_is_mapped_under_linkscan():
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = sorted(
+        ".".join(init.parent.relative_to(REPO).parts)
+        for name in linkscan.SUBPACKAGES for init in (REPO / name).rglob("__init__.py")
+    )
+    assert sorted(setuptools["packages"]) == sorted(["linkscan", *(f"linkscan.{folder}" for folder in folders)])
+    assert setuptools["package-dir"] == {"linkscan": "linkscan", **{f"linkscan.{name}": name for name in linkscan.SUBPACKAGES}}
+    assert sorted(linkscan.SUBPACKAGES) == sorted(folder for folder in folders if "." not in folder)
+
+
+def test_no_code_imports_a_folder_by_its_bare_name():
+    offenders = []
+    for path in tracked_python_files():
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source, filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [f"{match}." for match in STRING_REFERENCE.findall(node.value)]
+            else:
+                continue
+            offenders += [f"{path.relative_to(REPO)}:{node.lineno}: {name}"
+                          for name in names if name.split(".")[0] in OLD_NAMES]
+    assert offenders == []
+
+
+@pytest.mark.integration
+def test_the_installed_package_imports_without_the_checkout_on_the_path(tmp_path):
+    """A fresh interpreter outside the checkout (``-I``: no PYTHONPATH, no current folder) imports
+    every module of the package through the install alone, and no bare folder name appears."""
+    modules = sorted(
+        f"linkscan.{'.'.join(path.relative_to(REPO).with_suffix('').parts)}".removesuffix(".__init__")
+        for name in linkscan.SUBPACKAGES for path in (REPO / name).rglob("*.py")
+    )
+    code = """
+import importlib, json, sys
+failed = []
+for name in json.loads(sys.argv[1]):
+    try:
+        importlib.import_module(name)
+    except ImportError as error:  # an optional extra (mamba_ssm, llama_cpp) is fine, our names are not
+        if error.name is None or error.name.split(".")[0] in importlib.import_module("linkscan").SUBPACKAGES + ("linkscan",):
+            failed.append(f"{name}: {error}")
+print(json.dumps({
+    "imported": sorted(name for name in sys.modules if name.startswith("linkscan.")),
+    "failed": failed,
+    "bare": sorted(name for name in sys.modules if name.split(".")[0] in importlib.import_module("linkscan").SUBPACKAGES),
+}))
+"""
+    done = subprocess.run([sys.executable, "-I", "-c", code, json.dumps(modules)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["failed"] == [] and result["bare"] == []
+    assert len(modules) >= 70 and set(modules) <= set(result["imported"]), sorted(set(modules) - set(result["imported"]))
+
+
+@pytest.mark.integration
+def test_python_dash_m_linkscan_is_the_command(tmp_path):
+    done = subprocess.run([sys.executable, "-I", "-m", "linkscan", "--version"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("linkscan 0.1.0")
