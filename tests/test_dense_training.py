@@ -155,6 +155,51 @@ def test_a_resumed_dense_run_ends_with_the_weights_of_an_uninterrupted_one(probe
     assert max(float((a[key] - b[key]).abs().max()) for key in a) < 1e-5
     assert straight["last_metrics"]["loss"] == pytest.approx(resumed["last_metrics"]["loss"], rel=1e-4)
 
+    # A rerun of the finished run (every flow run resumes) returns its result and leaves the model alone.
+    exported = (tmp_path / "resumed" / "model.safetensors").stat().st_mtime_ns
+    again = train_dense(config(tmp_path / "resumed"), resume=True)
+    assert again["already_finished"] and again["model"] == str(tmp_path / "resumed") and again["step"] == 4
+    assert again["last_metrics"] == resumed["last_metrics"]
+    assert (tmp_path / "resumed" / "model.safetensors").stat().st_mtime_ns == exported
+    # Other settings are another run: it continues from the checkpoint.
+    longer = train_dense(config(tmp_path / "resumed").model_copy(update={"max_steps": 5}), resume=True)
+    assert not longer.get("already_finished") and longer["step"] == 5 and longer["resumed_from"] == "checkpoint-4"
+
+
+def test_a_resume_without_a_checkpoint_starts_again_without_the_rows_of_the_killed_run(probe_dataset, tmp_path):
+    from linkscan.training.dense_loop import train_dense
+
+    out = tmp_path / "run"
+    out.mkdir()
+    killed = [{"step": 0, "val_recall@5": 0.5}, {"step": 1, "loss": -1.0}]  # Ctrl-C before the first checkpoint
+    (out / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in killed))
+    result = train_dense(DenseTrainConfig(dataset=str(probe_dataset), out=str(out), device="cpu", max_steps=2,
+                                          batch_size=4, validation="none", progress=False), resume=True)
+    assert result["resumed_from"] is None and result["step"] == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "loss" in row] == [1, 2] and all(row.get("loss", 1) > 0 for row in rows)
+    assert not any("val_recall@5" in row for row in rows)
+
+
+def test_seconds_per_step_count_training_time_only(tmp_path, monkeypatch):
+    """Loading (or a resume's restore), evaluations and checkpoints are not in ``seconds``."""
+    from transformers import TrainerState
+
+    from linkscan.training import dense_loop
+
+    clock = iter([0.0, 100.0, 130.0, 500.0, 520.0]).__next__
+    monkeypatch.setattr(dense_loop.time, "perf_counter", clock)
+    metrics = dense_loop._callbacks(tmp_path, None)[0]  # created at 0 s
+    state = TrainerState(global_step=2)  # resumed at step 2
+    metrics.on_train_begin(None, state, None)  # 100 s: after loading and the restore
+    state.global_step = 4
+    metrics.on_log(None, state, None, logs={"loss": 0.5})  # 130 s: two steps of 15 s
+    metrics.on_evaluate(None, state, None)  # 500 s: after a long evaluation
+    state.global_step = 5
+    metrics.on_log(None, state, None, logs={"loss": 0.4})  # 520 s: one step of 20 s
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(row["step"], row["seconds"]) for row in rows] == [(4, 15.0), (5, 20.0)]
+
 
 class _SavesTwoFiles:
     """Stands in for a SentenceTransformer: ``save_pretrained`` writes two files, or fails after one."""

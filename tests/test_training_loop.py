@@ -91,8 +91,12 @@ def test_resume_after_an_interruption_continues_exactly_where_it_stopped(dataset
     assert stopped["step"] == 4
     state = json.loads((tmp_path / "resumed" / "checkpoints" / "step-00000004" / "trainer_state.json").read_text())
     assert state["step"] == 4 and state["data"]["micro_batches_per_rank"] == 4 * straight["accumulation_steps"]
+    with open(tmp_path / "resumed" / "metrics.jsonl", "a") as metrics:  # a kill after step 5 was logged
+        metrics.write(json.dumps({"step": 5, "loss": -1.0}) + "\n")
     resumed = train(_config(dataset_path, tmp_path / "resumed"), resume=True)
     assert resumed["resumed_from_step"] == 4 and resumed["step"] == 8
+    rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == list(range(1, 9)) and all(row["loss"] > 0 for row in rows)
     a = load_file(str(tmp_path / "straight" / "checkpoints" / "step-00000008" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "checkpoints" / "step-00000008" / "model.safetensors"))
     for key in a:

@@ -181,6 +181,21 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path if path.is_dir() else None
 
 
+def metrics_rows(run_dir: Path) -> list[dict]:
+    """The rows of ``<run>/metrics.jsonl`` (none when the run logged nothing yet)."""
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+
+
+def drop_metrics_after(run_dir: Path, step: int | None) -> None:
+    """Before a resume: drop the rows of ``metrics.jsonl`` that a killed run logged after ``step``,
+    its last checkpoint (every row when it left none), since the resumed run logs those steps again."""
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        kept = [row for row in metrics_rows(run_dir) if step is not None and row["step"] <= step]
+        atomic_write(path, "".join(json.dumps(row) + "\n" for row in kept))
+
+
 def load_training_state(folder: Path, model: ScannerModel, optimizer: torch.optim.Optimizer,
                         scheduler: torch.optim.lr_scheduler.LRScheduler,
                         training_modules: dict[str, torch.nn.Module] | None = None) -> dict:

@@ -98,10 +98,23 @@ def _callbacks(out: Path, stop_after: int | None):
 
     class MetricsFile(TrainerCallback):
         """A row per log: ``step`` first, ``lr`` for learning_rate, ``val_*`` without the trainer's
-        ``eval_`` prefix, and the seconds per step since the last training row."""
+        ``eval_`` prefix, and the seconds per training step since the last training row (as the
+        scanner's: loading, a resume's restore, evaluations and checkpoints are not training time)."""
 
         def __init__(self) -> None:
             self.last = (time.perf_counter(), 0)
+
+        def restart_clock(self, state) -> None:
+            self.last = (time.perf_counter(), state.global_step)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.restart_clock(state)
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.restart_clock(state)
+
+        def on_save(self, args, state, control, **kwargs):
+            self.restart_clock(state)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
@@ -165,14 +178,6 @@ def claim_dense_folder(out: Path, overwrite: bool) -> None:
     for name in exported:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-
-
-def _keep_metrics_until(path: Path, step: int) -> None:
-    """Drop the rows a killed run logged after its last checkpoint: the resumed run logs them again."""
-    if not path.is_file():
-        return
-    rows = [row for row in _rows(path) if row["step"] <= step]
-    atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def export_model(model, out: Path, card: str, provenance: dict) -> None:
@@ -239,16 +244,19 @@ def train_dense(config: DenseTrainConfig, *, resume: bool = False, overwrite: bo
     data position, RNG); without it, a folder holding a run is refused unless ``overwrite``.
     ``stop_after`` ends the run after that many steps, leaving its checkpoint and no model export.
     """
+    from linkscan.training.checkpoint import drop_metrics_after, latest_checkpoint, metrics_rows
     from linkscan.training.data import split_dataset
-    from linkscan.training.checkpoint import latest_checkpoint
     from linkscan.training.loop import open_training_data
 
     sentence_transformers, transformers, datasets = _trainer_modules()
     out = Path(config.out)
     base = base_model_path(config)
+    dataset = open_training_data(config)
+    if resume and (finished := finished_model(out, config, dataset.version)) is not None:
+        log.info("dense training: %s already holds the finished model of this run", out)
+        return finished
 
     # -- data: pairs from the documents not held out ------------------------------------------
-    dataset = open_training_data(config)
     files = dataset.shard_paths("examples")
     split = split_dataset(files, config.validation, 1, config.validation_fraction)
     held_out_documents = split.held_out or frozenset()
@@ -266,9 +274,9 @@ def train_dense(config: DenseTrainConfig, *, resume: bool = False, overwrite: bo
         claim_dense_folder(out, overwrite)
     checkpoint = latest_checkpoint(out) if resume else None
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "train_config.json", json.dumps({"target": "dense", **config.model_dump(mode="json")}, indent=2) + "\n")
-    if checkpoint is not None:
-        _keep_metrics_until(out / "metrics.jsonl", int(checkpoint.name.rpartition("-")[2]))
+    atomic_write(out / "train_config.json", json.dumps(_stored_config(config), indent=2) + "\n")
+    if resume:
+        drop_metrics_after(out, int(checkpoint.name.rpartition("-")[2]) if checkpoint is not None else None)
     transformers.logging.set_verbosity_warning()
     model = sentence_transformers.SentenceTransformer(str(base), device=config.device, local_files_only=True)
     if config.max_seq_length:
@@ -299,7 +307,7 @@ def train_dense(config: DenseTrainConfig, *, resume: bool = False, overwrite: bo
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     seconds = time.perf_counter() - started
     step = trainer.state.global_step
-    rows = _rows(out / "metrics.jsonl")
+    rows = metrics_rows(out)
     metrics, base_metrics = last_metrics(rows), base_validation(rows)
     last_checkpoint = latest_checkpoint(out)
     result = {**summary, "step": step, "seconds": seconds, "last_metrics": metrics, "base_validation": base_metrics,
@@ -314,16 +322,33 @@ def train_dense(config: DenseTrainConfig, *, resume: bool = False, overwrite: bo
     return result
 
 
+def _stored_config(config: DenseTrainConfig) -> dict:
+    """``train_config.json`` of a dense run."""
+    return {"target": "dense", **config.model_dump(mode="json")}
+
+
+def finished_model(out: Path, config: DenseTrainConfig, version: str) -> dict | None:
+    """The result of the run in ``out`` when it already ended in a model from these settings and
+    this dataset version (a rerun of a finished run: every flow run resumes), else None."""
+    provenance, stored = out / PROVENANCE, out / "train_config.json"
+    if not (provenance.is_file() and stored.is_file()):
+        return None
+    try:
+        record, settings = json.loads(provenance.read_text()), json.loads(stored.read_text())
+    except ValueError:  # a damaged file: train again
+        return None
+    if settings != _stored_config(config) or (record.get("dataset") or {}).get("version") != version:
+        return None
+    return {**{key: value for key, value in record.items() if key != "files"},
+            "dataset": record["dataset"].get("path"), "seconds": 0.0, "already_finished": True}
+
+
 def base_validation(rows: list[dict]) -> dict:
     """The held-out metrics of the model before its first step (the row of step 0), or {}."""
     for row in rows:
         if row["step"] == 0 and any(key.startswith("val_recall@") for key in row):
             return row
     return {}
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
 
 
 def last_metrics(rows: list[dict]) -> dict:

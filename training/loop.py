@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from linkscan.training.checkpoint import latest_checkpoint, load_model, load_training_state, save_checkpoint
+from linkscan.training.checkpoint import (drop_metrics_after, latest_checkpoint, load_model, load_training_state,
+                                          save_checkpoint)
 from linkscan.training.configs import TrainConfig, model_shape
 from linkscan.training.data import (
     ExampleStream, collate, consumer_rows, count_too_long, make_loader, pack_units, recall_at_k, split_dataset,
@@ -310,6 +311,8 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+        if resume:
+            drop_metrics_after(out, step if checkpoint is not None else None)
     forward = trained
     if distributed:
         forward = torch.nn.parallel.DistributedDataParallel(
