@@ -18,8 +18,8 @@ def _version(value: bool) -> None:
         from linkscan.pipeline.store import code_version
 
         version = code_version()
-        commit = f" (git {version['git_commit'][:12]})" if version.get("git_commit") else ""
-        typer.echo(f"linkscan {version['linkscan']}{commit}")
+        commit = f"git {version['git_commit'][:12]}, " if version.get("git_commit") else ""
+        typer.echo(f"linkscan {version['linkscan']} ({commit}code {version['code_fingerprint']})")
         raise typer.Exit()
 
 

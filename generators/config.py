@@ -101,18 +101,22 @@ class GenerateConfig(BaseModel):
         return self
 
 
-def version_config(config: GenerateConfig) -> dict:
+def version_config(config: GenerateConfig, code: str | None = None) -> dict:
     """The fields that decide the output, for the version id.
 
     Left out: the corpus paths (the input fingerprints stand for the content), throughput
     settings (concurrency, the LLM's rate limits and retries) and the back end settings the
     chosen generator does not use. A local tokenizer and the
-    decontamination documents count by their content, not their paths.
+    decontamination documents count by their content, not their paths. ``code`` is the
+    fingerprint of the generating code (default: this code's, ``pipeline.store.code_fingerprint``),
+    so new validators or a cleaning fix make a new version instead of answering "already published".
     """
     from linkscan.pipeline.corpus import content_key, fingerprint_inputs
+    from linkscan.pipeline.store import code_fingerprint
     from linkscan.pipeline.tokenize import tokenizer_identity
 
     fields = config.model_dump(mode="json", exclude={"corpus", "concurrency", "llm", "offline", "allow_partial"})
+    fields["code"] = code or code_fingerprint()
     # How shards are cut and deduplicated decides their bytes: content ranges, corpus-wide dedupe.
     fields["sharding"] = "content-ranges"
     if config.allow_partial:  # a partial version never takes the id (and the place) of the complete one

@@ -21,6 +21,7 @@ shard holds (the first occurrence in corpus order wins) besides its own repeats.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -513,6 +514,25 @@ class RepairResult:
     repaired: list[str]  # shard files rewritten, relative to the version folder
 
 
+def _made_by_other_code(plan: GenerationPlan) -> tuple[str, dict] | None:
+    """The published version of ``plan``'s inputs and settings that other code made, with that
+    code's ``code_version``, or None."""
+    from linkscan.pipeline.corpus import content_key
+    from linkscan.pipeline.store import MANIFEST, dataset_dir
+
+    for manifest_path in sorted(dataset_dir(plan.data_root, plan.name).glob(f"*/{MANIFEST}")):
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            continue
+        code = manifest.get("code_version") or {}
+        fingerprint = code.get("code_fingerprint")
+        if fingerprint and manifest.get("version") == version_id(
+                version_config(plan.config, code=fingerprint), content_key(plan.fingerprints)):
+            return manifest["version"], code
+    return None
+
+
 def repair_version(config: GenerateConfig, data_root: Path | str, *, api_key: str | None = None) -> RepairResult:
     """Rebuild exactly the damaged shards of a published version, in place.
 
@@ -526,6 +546,13 @@ def repair_version(config: GenerateConfig, data_root: Path | str, *, api_key: st
     from linkscan.pipeline.store import Dataset, damaged_shards
 
     plan = plan_generation(config, data_root, api_key=api_key)
+    if not plan.already_published and (made_by := _made_by_other_code(plan)) is not None:
+        version, code = made_by
+        raise GenerationError(
+            f"{plan.name} version {version} has these inputs and settings but was made by other code "
+            f"(linkscan {code.get('linkscan')}, commit {code.get('git_commit') or 'unknown'}); repair it with that "
+            "code, or run the same command without --repair to generate a new version with this code"
+        )
     if not plan.already_published:
         raise GenerationError(
             f"{plan.name} version {plan.version} is not published (with these inputs and settings); "

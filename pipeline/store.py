@@ -16,7 +16,9 @@ version is refused through an advisory lock, which the kernel drops when its hol
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -445,8 +447,32 @@ def sweep_staging(data_root: Path | str) -> list[Path]:
     return removed
 
 
+# The packages whose code decides a version's bytes (readers, cleaning, segmentation, the methods,
+# their validators, the schemas): the same settings and corpus under other code are another version.
+OUTPUT_PACKAGES = ("schemas", "pipeline", "generators")
+
+
+def source_fingerprint(folders: Sequence[Path]) -> str:
+    """sha256 of the ``.py`` files below ``folders``: each one's path (from its folder's parent) and bytes."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*.py")):
+            data = path.read_bytes()
+            digest.update(f"{path.relative_to(Path(folder).parent).as_posix()}\0{len(data)}\0".encode())
+            digest.update(data)
+    return digest.hexdigest()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """The fingerprint of the code that makes a version (``OUTPUT_PACKAGES``), as installed."""
+    folders = [Path(importlib.import_module(f"linkscan.{name}").__file__).parent for name in OUTPUT_PACKAGES]
+    return source_fingerprint(folders)[:16]
+
+
 def code_version() -> dict:
-    """The installed linkscan version and, when run from a git checkout, its commit."""
+    """The installed linkscan version, the fingerprint of its generating code and, when run from a
+    git checkout, its commit."""
     from importlib import metadata
 
     try:
@@ -464,7 +490,7 @@ def code_version() -> dict:
             commit = ref
     except OSError:
         pass
-    return {"linkscan": package, "git_commit": commit}
+    return {"linkscan": package, "code_fingerprint": code_fingerprint(), "git_commit": commit}
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from linkscan.generators.stage import (
     holding_version,
     plan_generation,
     publish_generation,
+    repair_version,
     run_generation,
 )
 from linkscan.pipeline.store import open_dataset
@@ -210,6 +211,43 @@ def test_version_ignores_throughput_settings_only():
     base = GenerateConfig(name="x", corpus=["a"])
     assert version_config(base) == version_config(base.model_copy(update={"concurrency": 64, "corpus": ["b"]}))
     assert version_config(base) != version_config(base.model_copy(update={"seed": 1}))
+
+
+def test_the_source_fingerprint_follows_every_byte_of_the_code(tmp_path):
+    from linkscan.pipeline.store import source_fingerprint
+
+    package = tmp_path / "pkg"
+    (package / "sub" / "__pycache__").mkdir(parents=True)
+    (package / "a.py").write_text("RULE = 1\n")
+    (package / "sub" / "b.py").write_text("x = 2\n")
+    reference = source_fingerprint([package])
+    (package / "sub" / "__pycache__" / "b.cpython-311.pyc").write_bytes(b"compiled")
+    (package / "notes.txt").write_text("not code")
+    assert source_fingerprint([package]) == reference  # only the sources count
+    (package / "a.py").write_text("RULE = 2\n")
+    assert source_fingerprint([package]) != reference
+    (package / "a.py").write_text("RULE = 1\n")
+    (package / "sub" / "b.py").rename(package / "b.py")  # the same bytes in another module
+    assert source_fingerprint([package]) != reference
+
+
+def test_other_generating_code_is_another_version_and_repair_names_the_code_that_made_it(
+        first_run, config, monkeypatch):
+    from linkscan.pipeline import store
+
+    code = first_run.manifest["code_version"]
+    assert code["code_fingerprint"] == store.code_fingerprint()
+    assert code["code_fingerprint"] == store.source_fingerprint(
+        [Path(store.__file__).resolve().parent.parent / name for name in store.OUTPUT_PACKAGES])[:16]
+    data_root = first_run.path.parent.parent.parent
+    assert plan_generation(config, data_root).already_published == str(first_run.path)
+
+    monkeypatch.setattr(store, "code_fingerprint", lambda: "0" * 16)  # new validators, say
+    plan = plan_generation(config, data_root)
+    assert plan.version != first_run.version and plan.already_published is None
+    with pytest.raises(GenerationError, match=rf"small version {first_run.version} has these inputs and settings but "
+                                              rf"was made by other code \(linkscan 0\.1\.0, commit "):
+        repair_version(config, data_root)
 
 
 def test_the_version_follows_content_not_how_paths_are_written(config, corpus, tokenizer_path, tmp_path, monkeypatch):

@@ -91,4 +91,6 @@ def test_python_dash_m_linkscan_is_the_command(tmp_path):
     done = subprocess.run([sys.executable, "-I", "-m", "linkscan", "--version"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("linkscan 0.1.0")
+    from linkscan.pipeline.store import code_fingerprint
+
+    assert done.stdout.startswith("linkscan 0.1.0 (") and f"code {code_fingerprint()})" in done.stdout
