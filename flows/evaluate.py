@@ -1,7 +1,8 @@
 """The ``evaluate`` flow: score a trained checkpoint and the baselines on a benchmark suite.
 
-``evaluate/default`` is started by ``linkscan.model.trained`` with the event's checkpoint, data
-folder and the dataset's tokenizer (so documents are segmented as the model was trained). The
+``evaluate/default`` is started by ``linkscan.model.trained`` with the event's checkpoint, how to
+load it (``scanner:<checkpoint>``, or a dense run's ``dense:<folder>``), data folder and the
+dataset's tokenizer (so documents are segmented as the model was trained). The
 suite is ``benchmarks``, else ``<data>/evalsets``; with neither, the run fails and says where to
 put one. Reports go to ``<data>/evals/<run id>`` (``linkscan.evaluation.run``); a rerun of the same run
 resumes from the benchmarks it finished. Skipped benchmarks and questions are logged as warnings
@@ -62,8 +63,10 @@ def evaluate(
     benchmarks: Optional[str] = None,
     tokenizer: Optional[str] = None,
     options: EvalOptions = EvalOptions(),
+    retriever: Optional[str] = None,
 ) -> dict:
-    """Evaluate ``checkpoint`` (``scanner:<checkpoint>``) and ``options.retrievers`` on the suite."""
+    """Evaluate the trained model and ``options.retrievers`` on the suite: ``retriever`` (a spec,
+    e.g. ``dense:<folder>``) when given, else ``scanner:<checkpoint>``."""
     from linkscan.evaluation.run import run_id
 
     logger = get_run_logger()
@@ -76,8 +79,7 @@ def evaluate(
             "../shared/evalsets/dev when it is there)"
         )
     settings = options.model_dump()
-    if checkpoint:
-        settings["retrievers"] = [*settings["retrievers"], f"scanner:{checkpoint}"]
+    settings["retrievers"] = trained_retrievers(settings["retrievers"], checkpoint, retriever)
     if tokenizer:
         settings["corpus"] = {**settings["corpus"], "tokenizer": tokenizer}
     config = EvalConfig(benchmarks=str(suite.resolve()), **settings)
@@ -87,6 +89,13 @@ def evaluate(
     logger.info("evaluated %s on %s: report %s", checkpoint or "the baselines", suite, Path(result["out_dir"]) / "report.md")
     return {"checkpoint": checkpoint, "evaluated": True, "out_dir": result["out_dir"], "benchmarks": str(suite),
             "complete": result["complete"]}
+
+
+def trained_retrievers(retrievers: list[str], checkpoint: Optional[str], retriever: Optional[str]) -> list[str]:
+    """``retrievers`` plus the trained model's spec (an event without a retriever, or an empty one,
+    means the scanner checkpoint)."""
+    spec = retriever or (f"scanner:{checkpoint}" if checkpoint else None)
+    return [*retrievers, spec] if spec and spec not in retrievers else list(retrievers)
 
 
 def _evaluation_artifacts(result: dict, checkpoint: Optional[str]) -> None:

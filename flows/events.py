@@ -91,9 +91,12 @@ def emit_dataset_published(name: str, version: str, path: Path, data_root: Path,
 
 
 def emit_model_trained(
-    name: str, run: str, checkpoint: Path, dataset: str, dataset_version: str, data_root: Path, tokenizer: str | None = None
+    name: str, run: str, checkpoint: Path, dataset: str, dataset_version: str, data_root: Path, tokenizer: str | None = None,
+    retriever: str | None = None,
 ) -> None:
-    """``tokenizer`` (the dataset's) goes into the payload when known, so evaluation segments alike."""
+    """``tokenizer`` (the dataset's) goes into the payload when known, so evaluation segments alike;
+    ``retriever`` is how evaluate loads the model (default ``scanner:<checkpoint>``; a dense run's
+    ``dense:<folder>``)."""
     from prefect.events import emit_event
 
     extra = {"tokenizer": tokenizer} if tokenizer else {}
@@ -104,6 +107,7 @@ def emit_model_trained(
             "name": name,
             "run": run,
             "checkpoint": str(checkpoint),
+            "retriever": retriever or f"scanner:{checkpoint}",
             "dataset": dataset,
             "dataset_version": dataset_version,
             "data_root": str(data_root),
@@ -131,6 +135,7 @@ EVALUATE_ON_TRAINED = {
     "match": {"prefect.resource.id": f"{MODEL_RESOURCE}.*"},
     "parameters": {
         "checkpoint": "{{ event.payload.checkpoint }}",
+        "retriever": "{{ event.payload.retriever }}",
         "data_root": "{{ event.payload.data_root }}",
         "tokenizer": "{{ event.payload.tokenizer }}",
     },

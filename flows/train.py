@@ -141,7 +141,11 @@ def _train_dense(checked: dict, root: Path, options) -> dict:
     if not result.get("model"):
         raise RuntimeError(f"dense training {out} finished without a model; check its metrics.jsonl")
     _train_artifacts(checked, run, out, result)
-    logger.info("trained dense %s: model %s (evaluate it with --retriever dense:%s)", run, out, out)
+    events.emit_model_trained(
+        checked["name"], run, Path(result["model"]), checked["name"], checked["version"], root,
+        tokenizer=checked["tokenizer"], retriever=f"dense:{result['model']}",
+    )
+    logger.info("trained dense %s: model %s (event %s; by hand: --retriever dense:%s)", run, out, events.MODEL_TRAINED, out)
     return {"dataset": checked["name"], "version": checked["version"], "run": run, "out": str(out),
             "model": result["model"], "step": result["step"], "target": "dense"}
 

@@ -241,3 +241,14 @@ def test_worker_processes_without_a_prefect_server_get_a_warning(monkeypatch, ca
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     make_task_runner(TaskRunnerConfig(kind="dask", processes=True))
     assert "PREFECT_API_URL" not in caplog.text
+
+
+def test_evaluate_adds_the_trained_model_as_the_event_names_it():
+    from linkscan.flows.evaluate import trained_retrievers
+
+    base = ["bm25", "random"]
+    assert trained_retrievers(base, "/m/step-1", "dense:/m/run") == ["bm25", "random", "dense:/m/run"]
+    assert trained_retrievers(base, "/m/step-1", None) == ["bm25", "random", "scanner:/m/step-1"]
+    assert trained_retrievers(base, "/m/step-1", "") == ["bm25", "random", "scanner:/m/step-1"]  # an event without one
+    assert trained_retrievers(base, None, None) == base
+    assert trained_retrievers(["dense:/m/run"], "/m/run", "dense:/m/run") == ["dense:/m/run"]

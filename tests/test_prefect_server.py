@@ -53,12 +53,13 @@ class Server:
     def flow_runs(self, flow_name: str) -> list[dict]:
         return self.post("/flow_runs/filter", {"flows": {"name": {"any_": [flow_name]}}})
 
-    def wait_for_events(self, event: str, resource_id: str, timeout: float = 60) -> list[dict]:
-        """Events of that name on that resource, once there are any (the server stores them async)."""
+    def wait_for_events(self, event: str, resource_id: str, timeout: float = 60, accept=lambda event: True) -> list[dict]:
+        """Events of that name on that resource that pass ``accept``, once there are any (the server
+        stores them async)."""
         body = {"filter": {"event": {"name": [event]}, "resource": {"id": [resource_id]}}}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = self.post("/events/filter", body)["events"]
+            found = [e for e in self.post("/events/filter", body)["events"] if accept(e)]
             if found:
                 return found
             time.sleep(1)
@@ -248,6 +249,7 @@ def test_served_generate_publishes_and_triggers_training_then_evaluation(server,
         (checkpoint,) = (data_root / "models" / "demo").glob(f"{version}-*/checkpoints/step-00000001")
         (trained_event,) = server.wait_for_events(events.MODEL_TRAINED, "linkscan.model.demo")
         assert trained_event["payload"]["checkpoint"] == str(checkpoint)
+        assert trained_event["payload"]["retriever"] == f"scanner:{checkpoint}"
         assert trained_event["payload"]["dataset_version"] == version
 
         evaluated = server.wait_for_flow_run(
@@ -256,6 +258,25 @@ def test_served_generate_publishes_and_triggers_training_then_evaluation(server,
         assert evaluated["parameters"]["tokenizer"] == str(data_root / "tokenizers" / "all-MiniLM-L6-v2" / "tokenizer.json")
         (report,) = (data_root / "evals").glob("*/report.md")
         assert f"scanner:{checkpoint}" in report.read_text()
+
+        # The dense target, run by hand on the same version: its event evaluates dense:<folder>.
+        dense_options = {"max_steps": 2, "batch_size": 4, "validate_every": 2, "checkpoint_every": 2}
+        run = subprocess.run(
+            [PREFECT, "deployment", "run", "train/default", "--params",
+             json.dumps({"dataset": "demo", "version": version, "target": "dense", "dense_options": dense_options})],
+            env=env, cwd=workdir, capture_output=True, text=True, timeout=120,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        server.wait_for_flow_run("train", lambda r: r["parameters"].get("target") == "dense", 420, "of the dense target")
+        (model,) = (data_root / "models" / "demo").glob(f"{version}-dense-*")
+        assert (model / "linkscan_dense.json").is_file()
+        (dense_event,) = server.wait_for_events(events.MODEL_TRAINED, "linkscan.model.demo",
+                                                accept=lambda e: e["payload"]["retriever"].startswith("dense:"))
+        assert dense_event["payload"]["retriever"] == f"dense:{model}"
+        server.wait_for_flow_run("evaluate", lambda r: r["parameters"].get("retriever") == f"dense:{model}", 300,
+                                 f"of dense:{model}")
+        reports = [path.read_text() for path in (data_root / "evals").glob("*/report.md")]
+        assert len(reports) == 2 and any(f"dense:{model}" in text and "scanner:" not in text for text in reports)
         # The partial version's event was stored long before the chain finished; it trained nothing.
         assert server.wait_for_events(events.DATASET_PUBLISHED, "linkscan.dataset.partial")[0]["payload"]["complete"] is False
         assert [r for r in server.flow_runs("train") if r["parameters"].get("dataset") == "partial"] == []
