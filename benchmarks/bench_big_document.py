@@ -48,7 +48,9 @@ def build_document(target: Path, megabytes: float) -> int:
 
 
 def run_side(checkout: Path, document: Path, data: Path, tokenizer: Path) -> dict:
-    command = ["/usr/bin/time", "-v", sys.executable, "-m", "linkscan.flows.cli", "generate", "--corpus", str(document),
+    # Each side imports its own tree (cwd): as linkscan.flows.cli, or as flows.cli before issue 17's rename.
+    module = "linkscan.flows.cli" if (checkout / "linkscan" / "__init__.py").is_file() else "flows.cli"
+    command = ["/usr/bin/time", "-v", sys.executable, "-m", module, "generate", "--corpus", str(document),
                "--data", str(data), "--name", "long", "--tokenizer", str(tokenizer), "--num-shards", "1"]
     done = subprocess.run(command, cwd=checkout, capture_output=True, text=True)
     if done.returncode != 0:

@@ -9,9 +9,9 @@ resumes from its latest checkpoint instead of starting over. A finished run emit
 Multi-GPU training runs under torchrun (``linkscan train``); this flow trains in one process.
 
 ``target="dense"`` fine-tunes a sentence-transformers model on the version instead
-(``linkscan.training.dense_loop``, settings in ``dense_options``) into ``<version>-dense-<options hash>``. It
-emits no ``linkscan.model.trained``: ``evaluate/default`` scores scanner checkpoints; evaluate the
-folder with ``linkscan evaluate --retriever dense:<folder>``.
+(``linkscan.training.dense_loop``, settings in ``dense_options``) into ``<version>-dense-<options hash>``, and
+emits ``linkscan.model.trained`` with ``retriever: dense:<folder>``, so ``evaluate/default`` scores the
+fine-tuned folder (by hand: ``linkscan evaluate --retriever dense:<folder>``).
 """
 from __future__ import annotations
 

@@ -108,7 +108,8 @@ def version_config(config: GenerateConfig, code: str | None = None) -> dict:
     settings (concurrency, the LLM's rate limits and retries) and the back end settings the
     chosen generator does not use. A local tokenizer and the
     decontamination documents count by their content, not their paths. ``code`` is the
-    fingerprint of the generating code (default: this code's, ``pipeline.store.code_fingerprint``),
+    fingerprint of the generating code (default: this code's, ``linkscan.pipeline.store.code_fingerprint``;
+    ``""``: none, as versions made before code fingerprints were named),
     so new validators or a cleaning fix make a new version instead of answering "already published".
     """
     from linkscan.pipeline.corpus import content_key, fingerprint_inputs
@@ -116,7 +117,8 @@ def version_config(config: GenerateConfig, code: str | None = None) -> dict:
     from linkscan.pipeline.tokenize import tokenizer_identity
 
     fields = config.model_dump(mode="json", exclude={"corpus", "concurrency", "llm", "offline", "allow_partial"})
-    fields["code"] = code or code_fingerprint()
+    if code != "":
+        fields["code"] = code or code_fingerprint()
     # How shards are cut and deduplicated decides their bytes: content ranges, corpus-wide dedupe.
     fields["sharding"] = "content-ranges"
     if config.allow_partial:  # a partial version never takes the id (and the place) of the complete one

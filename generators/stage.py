@@ -518,7 +518,7 @@ def _made_by_other_code(plan: GenerationPlan) -> tuple[str, dict] | None:
     """The published version of ``plan``'s inputs and settings that other code made, with that
     code's ``code_version``, or None."""
     from linkscan.pipeline.corpus import content_key
-    from linkscan.pipeline.store import MANIFEST, dataset_dir
+    from linkscan.pipeline.store import MANIFEST, code_fingerprint, dataset_dir
 
     for manifest_path in sorted(dataset_dir(plan.data_root, plan.name).glob(f"*/{MANIFEST}")):
         try:
@@ -526,8 +526,8 @@ def _made_by_other_code(plan: GenerationPlan) -> tuple[str, dict] | None:
         except (OSError, ValueError):
             continue
         code = manifest.get("code_version") or {}
-        fingerprint = code.get("code_fingerprint")
-        if fingerprint and manifest.get("version") == version_id(
+        fingerprint = code.get("code_fingerprint") or ""  # "": made before versions named their code
+        if fingerprint != code_fingerprint() and manifest.get("version") == version_id(
                 version_config(plan.config, code=fingerprint), content_key(plan.fingerprints)):
             return manifest["version"], code
     return None

@@ -28,5 +28,7 @@ class CheckoutFinder:
 
 _checkout = Path(__file__).resolve().parent.parent
 if (_checkout / "pyproject.toml").is_file() and (_checkout / "pipeline" / "__init__.py").is_file():
+    # First in line: the subpackages come from the tree whose linkscan/ was imported, even where an
+    # editable install maps the names to another checkout. (In a wheel the folders sit inside this one.)
     if not any(isinstance(finder, CheckoutFinder) for finder in sys.meta_path):
-        sys.meta_path.append(CheckoutFinder(_checkout))  # in a wheel the folders sit inside this one
+        sys.meta_path.insert(0, CheckoutFinder(_checkout))

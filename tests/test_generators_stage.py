@@ -232,7 +232,9 @@ def test_the_source_fingerprint_follows_every_byte_of_the_code(tmp_path):
 
 
 def test_other_generating_code_is_another_version_and_repair_names_the_code_that_made_it(
-        first_run, config, monkeypatch):
+        first_run, config, monkeypatch, tmp_path_factory):
+    import shutil
+
     from linkscan.pipeline import store
 
     code = first_run.manifest["code_version"]
@@ -248,6 +250,22 @@ def test_other_generating_code_is_another_version_and_repair_names_the_code_that
     with pytest.raises(GenerationError, match=rf"small version {first_run.version} has these inputs and settings but "
                                               rf"was made by other code \(linkscan 0\.1\.0, commit "):
         repair_version(config, data_root)
+    monkeypatch.undo()
+
+    # A version made before versions named their code: its id has no code field, its manifest no fingerprint.
+    from linkscan.generators.stage import _made_by_other_code
+    from linkscan.pipeline.corpus import content_key
+
+    old_id = store.version_id(version_config(config, code=""), content_key(plan.fingerprints))
+    old_root = tmp_path_factory.mktemp("data-old")
+    old = old_root / "datasets" / "small" / old_id
+    shutil.copytree(first_run.path, old)
+    manifest = json.loads((old / "dataset.json").read_text())
+    manifest["version"], manifest["code_version"] = old_id, {"linkscan": "0.1.0", "git_commit": "5454302"}
+    (old / "dataset.json").write_text(json.dumps(manifest))
+    assert _made_by_other_code(plan_generation(config, old_root)) == (old_id, manifest["code_version"])
+    with pytest.raises(GenerationError, match=rf"small version {old_id} .* made by other code \(linkscan 0\.1\.0, commit 5454302\)"):
+        repair_version(config, old_root)
 
 
 def test_the_version_follows_content_not_how_paths_are_written(config, corpus, tokenizer_path, tmp_path, monkeypatch):

@@ -182,9 +182,18 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def metrics_rows(run_dir: Path) -> list[dict]:
-    """The rows of ``<run>/metrics.jsonl`` (none when the run logged nothing yet)."""
+    """The rows of ``<run>/metrics.jsonl`` (none when the run logged nothing yet). A line that is not
+    a JSON object (the torn last line of a run killed while writing it) is left out."""
     path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    rows = []
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
 
 
 def drop_metrics_after(run_dir: Path, step: int | None) -> None:
