@@ -171,8 +171,9 @@ def test_a_resume_without_a_checkpoint_starts_again_without_the_rows_of_the_kill
 
     out = tmp_path / "run"
     out.mkdir()
-    killed = [{"step": 0, "val_recall@5": 0.5}, {"step": 1, "loss": -1.0}]  # Ctrl-C before the first checkpoint
-    (out / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in killed))
+    # Ctrl-C before the first checkpoint, in the middle of writing a row.
+    killed = [{"step": 0, "val_recall@5": 0.5}, {"step": 1, "loss": -1.0}]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in killed) + '{"step": 2, "lo')  # torn
     result = train_dense(DenseTrainConfig(dataset=str(probe_dataset), out=str(out), device="cpu", max_steps=2,
                                           batch_size=4, validation="none", progress=False), resume=True)
     assert result["resumed_from"] is None and result["step"] == 2
