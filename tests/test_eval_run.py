@@ -92,7 +92,7 @@ def test_config_and_evidence_mapping_are_stored_with_the_results(report) -> None
     summary = json.loads((report.out_dir / "config.json").read_text())
     assert summary["config"]["retrievers"] == ["bm25", "random", "oracle"]
     assert summary["config"]["k"] == 50
-    assert set(summary["code"]) == {"linkscan", "git_commit"}
+    assert set(summary["code"]) == {"linkscan", "code_fingerprint", "git_commit"}
     mapping = summary["evidence_mapping"]["paperqa_4k"]
     assert mapping["questions_with_evidence"] == 8
     assert mapping["spans"] == mapping["matched"] + mapping["unmatched"] >= 8
