@@ -61,8 +61,9 @@ def run_side(checkout: Path, document: Path, data: Path, tokenizer: Path) -> dic
     user = float(re.search(r"User time \(seconds\): ([\d.]+)", done.stderr).group(1))
     system = float(re.search(r"System time \(seconds\): ([\d.]+)", done.stderr).group(1))
     version = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("version "))
-    shards = {str(p.relative_to(data)): hashlib.sha256(p.read_bytes()).hexdigest()
-              for p in sorted((data / "datasets" / "long" / version).rglob("*.parquet"))}
+    # Keyed within the version folder: the version ids of two commits differ (they include the code's fingerprint).
+    folder = data / "datasets" / "long" / version
+    shards = {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.parquet"))}
     summary = done.stderr.strip().splitlines()
     counts = next((line for line in summary if "published:" in line), "")
     return {"peak_mb": peak_kb / 1024, "wall_s": seconds, "cpu_s": user + system, "shards": shards, "counts": counts}

@@ -117,11 +117,6 @@ def train(
         typer.echo(json.dumps(result, indent=2, default=str))
 
 
-# Options of the scanner that mean nothing to the dense target: given with --target dense, an error.
-_SCANNER_ONLY = ("shape", "backend", "tokens_per_step", "micro_batch_tokens", "min_lr", "match_loss_weight", "pack",
-                 "cuda_graphs", "num_workers", "validation_shards")
-
-
 def _train_dense(given: dict, preset: Optional[str], dataset: str, out: str, config_file: Optional[str],
                  sets: Optional[List[str]], allow_partial: bool, resume: bool, overwrite: bool) -> None:
     """``--target dense``: the options both targets share, --config and --set, into a DenseTrainConfig."""
@@ -133,13 +128,15 @@ def _train_dense(given: dict, preset: Optional[str], dataset: str, out: str, con
     from linkscan.training.dense import DenseTrainConfig
     from linkscan.training.dense_loop import train_dense
 
-    misplaced = [name for name in _SCANNER_ONLY if given[name] is not None] + (["preset"] if preset else [])
+    # The scanner's options that are no DenseTrainConfig field (--shape, --pack, ...): an error, not ignored.
+    scanner_only = set(given) - set(DenseTrainConfig.model_fields)
+    misplaced = [name for name in given if name in scanner_only and given[name] is not None] + (["preset"] if preset else [])
     if misplaced:
         shown = ", ".join("--" + name.replace("_", "-") for name in misplaced)
         typer.echo(f"error: {shown}: scanner options, not used by --target dense (its settings: "
                    "linkscan.training.dense.DenseTrainConfig, e.g. --set batch_size=16 --set hard_negatives=0)", err=True)
         raise typer.Exit(2)
-    shared = {name: value for name, value in given.items() if name not in _SCANNER_ONLY}
+    shared = {name: value for name, value in given.items() if name not in scanner_only}
     try:
         config = load_settings(DenseTrainConfig, config_file, {**shared, "dataset": dataset, "out": out,
                                                                "allow_partial": allow_partial or None}, sets or ())

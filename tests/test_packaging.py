@@ -70,7 +70,9 @@ def test_no_code_imports_a_folder_by_its_bare_name():
 @pytest.mark.integration
 def test_the_installed_package_imports_without_the_checkout_on_the_path(tmp_path):
     """A fresh interpreter outside the checkout (``-I``: no PYTHONPATH, no current folder) imports
-    every module of the package through the install alone, and no bare folder name appears."""
+    every module of the package by its linkscan name, and no bare folder name appears: a module that
+    imported one would fail here, where the checkout is not on the path. (What a wheel holds is
+    the next test's.)"""
     modules = sorted(
         f"linkscan.{'.'.join(path.relative_to(REPO).with_suffix('').parts)}".removesuffix(".__init__")
         for name in linkscan.SUBPACKAGES for path in (REPO / name).rglob("*.py")
