@@ -109,7 +109,12 @@ def generate(
     counts = result.manifest.get("counts", {})
     state = "published" if result.newly_published else "already published"
     if not result.manifest.get("complete", True):
-        state += f" as a PARTIAL version ({sum(result.manifest['pending_chunks'].values())} chunks pending)"
+        from linkscan.pipeline.store import latest_version
+
+        state += f" as a PARTIAL version ({sum(result.manifest['pending_chunks'].values())} chunks pending"
+        latest = latest_version(root, result.name)
+        state += (f"; LATEST still names {latest}, the complete version" if latest else "; no complete version yet, so no LATEST")
+        state += "; open this one by its folder, train on it only with --allow-partial)"
     typer.echo(
         f"{result.name} {result.version} {state}: {counts.get('examples', 0)} examples from "
         f"{counts.get('chunks', 0)} chunks of {counts.get('documents', 0)} documents",

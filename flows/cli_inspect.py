@@ -34,7 +34,7 @@ def _show(dataset: str, data: Optional[Path], as_json: bool, sample: int, full: 
     from rich.table import Table
 
     from linkscan.flows.runtime import resolve_data_root
-    from linkscan.pipeline.inspect import dataset_stats, render_example, sample_examples
+    from linkscan.pipeline.inspect import dataset_stats, partial_note, render_example, sample_examples
     from linkscan.pipeline.store import open_dataset
 
     ds = open_dataset(dataset, data_root=resolve_data_root(str(data) if data else None))
@@ -46,15 +46,23 @@ def _show(dataset: str, data: Optional[Path], as_json: bool, sample: int, full: 
         ds.verify()
         verified = {"shards": len(ds.manifest["shards"]), "sha256": "ok", "rows_checked": ds.validate_rows()}
     stats = dataset_stats(ds)
+    partial = partial_note(stats)
     if as_json:
         stats["verified"] = verified
         stats["samples"] = sample_examples(ds, sample) if sample else []
         typer.echo(json.dumps(stats, indent=2, ensure_ascii=False))
+        if partial:  # also on stderr, where a reader piping the JSON still sees it
+            typer.echo(f"warning: {ds.path}: {partial}", err=True)
         return
 
     console = Console()
-    console.print(f"[bold]{stats['name']}[/bold] version [bold]{stats['version']}[/bold]  ({stats['path']})")
-    console.print(f"versions: {', '.join(stats['versions'])}" + ("  (sha256 and rows verified)" if verify else ""))
+    console.print(f"[bold]{stats['name']}[/bold] version [bold]{stats['version']}[/bold]  ({stats['path']})", soft_wrap=True)
+    if partial:
+        console.print(partial, style="bold red", markup=False, highlight=False, soft_wrap=True)
+    marks = {stats["latest"]: " (LATEST)", **{version: " (partial)" for version in stats["partial_versions"]}}
+    versions = ", ".join(version + marks.get(version, "") for version in stats["versions"])
+    console.print(f"versions: {versions}" + ("  (sha256 and rows verified)" if verify else ""), highlight=False,
+                  soft_wrap=True)
     table = Table("artifact", "rows", title="shards")
     for artifact, rows in stats["rows"].items():
         table.add_row(artifact, f"{rows:,}")

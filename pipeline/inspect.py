@@ -6,7 +6,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from linkscan.pipeline.store import Dataset, list_versions
+from linkscan.pipeline.store import Dataset, latest_version, list_versions, partial_versions
 
 # Link distances are bucketed on a roughly logarithmic scale (units apart): 0-9, 10-19, 20-49,
 # 50-99, 100-199, >=200. The one definition, for inspect, the link graph and the manifest.
@@ -79,11 +79,33 @@ def dataset_stats(dataset: Dataset) -> dict:
         "version": dataset.version,
         "path": str(dataset.path),
         "versions": list_versions(data_root, dataset.name),
+        "latest": latest_version(data_root, dataset.name),
+        "partial_versions": partial_versions(data_root, dataset.name),
+        "complete": dataset.complete,
+        "pending_chunks": manifest.get("pending_chunks") or {},
         "rows": {artifact: dataset.num_rows(artifact) for artifact in ("examples", "chunks", "links", "documents")},
         "counts": manifest.get("counts", {}),
         "drop_reasons": manifest.get("drop_reasons", {}),
         "labels": label_stats(dataset),
     }
+
+
+def partial_note(stats: dict) -> str | None:
+    """What to know about a partial version (None for a complete one), from ``dataset_stats``."""
+    if stats["complete"]:
+        return None
+    pending = stats["pending_chunks"]
+    complete = [version for version in stats["versions"] if version not in stats["partial_versions"]]
+    if stats["latest"]:
+        latest = f"LATEST names the complete {stats['latest']}"
+    elif complete:
+        latest = (f"LATEST names no complete version (complete: {', '.join(complete)}; rerun the generate command "
+                  "of one, which repairs LATEST)")
+    else:
+        latest = "there is no complete version yet (no LATEST)"
+    return (f"PARTIAL VERSION (complete: false): {sum(pending.values()):,} chunks were still pending when it was "
+            f"published with --allow-partial ({', '.join(f'{k}: {v:,}' for k, v in pending.items())}); "
+            f"training refuses it without --allow-partial, and {latest}")
 
 
 def sample_examples(dataset: Dataset, n: int) -> list[dict]:

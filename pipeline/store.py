@@ -3,7 +3,7 @@
 Layout (see DESIGN.md)::
 
     <data>/datasets/<name>/<version>/dataset.json, README.md, data/, chunks/, links/
-    <data>/datasets/<name>/LATEST
+    <data>/datasets/<name>/LATEST        the newest complete version (a partial one is opened by its folder)
 
 A version is built in a hidden staging folder ``<name>/.partial/<version>/`` (one level deeper than a
 published version, so no glob over published versions can reach it): each shard is written
@@ -352,9 +352,10 @@ class DatasetWriter:
 
     def _repair_latest(self) -> None:
         """Finish a publication cut off between the rename and LATEST (a kill, a full disk): its
-        journal entry is still there, or LATEST is missing or holds something that is no version."""
+        journal entry is still there, or LATEST names no complete published version (missing,
+        garbage, a partial version). A partial version never becomes LATEST."""
         journal = self.root / f"{_PUBLISHING}{self.version}"
-        if journal.exists() or read_latest(self.root) is None:
+        if is_complete(_read_manifest(self.final_dir) or {}) and (journal.exists() or read_latest(self.root) is None):
             atomic_write(self.root / LATEST, f"{self.version}\n".encode())
         journal.unlink(missing_ok=True)
 
@@ -380,7 +381,9 @@ class DatasetWriter:
             raise StoreError("DatasetWriter must be used as a context manager (it holds the version lock)")
 
     def publish(self, manifest_fields: dict, card: str) -> Path:
-        """Write the card and the manifest, move the version into place, and update LATEST.
+        """Write the card and the manifest, move the version into place, and, when it is complete,
+        point LATEST at it: a partial version (``complete: false`` in ``manifest_fields``) is
+        reachable by its folder only, so no reader of LATEST ever gets it.
 
         ``manifest_fields`` holds what the stage knows (counts, drop_reasons, tokenizer, generator,
         diagnostics, llm usage...); the store adds identity, config, inputs, shards and versions.
@@ -408,17 +411,30 @@ class DatasetWriter:
             json.dumps(manifest, indent=2, ensure_ascii=False, default=str).encode() + b"\n",
         )
         _fsync_dir(staging)
+        complete = is_complete(manifest)
         journal = self.root / f"{_PUBLISHING}{self.version}"
-        journal.touch()
+        if complete:
+            journal.touch()
         if self.final_dir.exists():  # a version folder whose manifest was lost: replace it whole
             damaged = self.root / ".partial" / f".damaged-{self.version}-{os.getpid()}"
             os.replace(self.final_dir, damaged)
             shutil.rmtree(damaged, ignore_errors=True)
         os.replace(staging, self.final_dir)
         _fsync_dir(self.root)
-        atomic_write(self.root / LATEST, f"{self.version}\n".encode())
-        journal.unlink()
+        if complete:
+            atomic_write(self.root / LATEST, f"{self.version}\n".encode())
+            journal.unlink()
         return self.final_dir
+
+
+def repair_latest(data_root: Path | str, name: str, version: str) -> None:
+    """Point LATEST at the published ``version`` if it is complete and LATEST names no complete
+    published version (or its publication was cut off before LATEST); otherwise leave LATEST."""
+    writer = DatasetWriter(data_root, name, version, {}, {})
+    if not writer.is_published:
+        raise StoreError(f"dataset {name!r} version {version} is not published; LATEST can only name a published version")
+    with writer:  # entering a published version's writer finishes its publication
+        pass
 
 
 def sweep_staging(data_root: Path | str) -> list[Path]:
@@ -511,6 +527,11 @@ class Dataset:
     @property
     def version(self) -> str:
         return self.manifest["version"]
+
+    @property
+    def complete(self) -> bool:
+        """False for a version published with allow_partial while chunks still waited."""
+        return is_complete(self.manifest)
 
     def shard_paths(self, artifact: str = "examples") -> list[Path]:
         """The shards the manifest lists for ``artifact`` (a file dropped into the folder later is
@@ -617,18 +638,42 @@ def iter_shard(
         raise StoreError(f"{path}: the shard cannot be read to its end ({error}); {REPAIR_HINT}") from None
 
 
+def is_complete(manifest: dict) -> bool:
+    """False for a version published with allow_partial while chunks still waited (its manifest
+    says ``complete: false``); a manifest from before that field is complete."""
+    return manifest.get("complete", True) is not False
+
+
+def _read_manifest(version_dir: Path) -> dict | None:
+    try:
+        manifest = json.loads((version_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _published(name_dir: Path) -> dict[str, bool]:
+    """Every published version of a dataset folder, and whether it is complete."""
+    if not name_dir.is_dir():
+        return {}
+    versions = {}
+    for path in sorted(name_dir.iterdir()):
+        if is_valid_name(path.name) and (manifest := _read_manifest(path)) is not None:
+            versions[path.name] = is_complete(manifest)
+    return versions
+
+
 def list_versions(data_root: Path | str, name: str) -> list[str]:
-    root = dataset_dir(data_root, name)
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file())
+    return list(_published(dataset_dir(data_root, name)))
 
 
-def read_latest(name_dir: Path) -> str | None:
-    """The version LATEST names, if it names a published version of this dataset; else None.
+def partial_versions(data_root: Path | str, name: str) -> list[str]:
+    """The published versions that are partial (``complete: false``)."""
+    return [version for version, done in _published(dataset_dir(data_root, name)).items() if not done]
 
-    Whatever the file holds (binary, a path such as ``../other``, a deleted version), it is never
-    followed outside the dataset folder."""
+
+def _latest_name(name_dir: Path) -> str | None:
+    """What LATEST holds, if it is a version-shaped name; it is never followed outside the folder."""
     try:
         with open(name_dir / LATEST, "rb") as handle:
             raw = handle.read(256)
@@ -638,42 +683,71 @@ def read_latest(name_dir: Path) -> str | None:
         version = raw.decode("ascii").strip()
     except UnicodeDecodeError:
         return None
-    if not is_valid_name(version) or not (name_dir / version / MANIFEST).is_file():
+    return version if is_valid_name(version) else None
+
+
+def read_latest(name_dir: Path) -> str | None:
+    """The version LATEST names, if it names a published, complete version of this dataset; else None.
+
+    Whatever the file holds (binary, a path such as ``../other``, a deleted version, a partial
+    version written there by an earlier linkscan), it is never followed."""
+    version = _latest_name(name_dir)
+    if version is None:
         return None
-    return version
+    manifest = _read_manifest(name_dir / version)
+    return version if manifest is not None and is_complete(manifest) else None
 
 
 def latest_version(data_root: Path | str, name: str) -> str | None:
     return read_latest(dataset_dir(data_root, name))
 
 
-def _latest_dataset(name_dir: Path) -> Dataset:
-    version = read_latest(name_dir)
-    if version is None:
-        versions = sorted(p.name for p in name_dir.iterdir() if (p / MANIFEST).is_file()) if name_dir.is_dir() else []
-        raise StoreError(
-            f"{name_dir / LATEST}: does not name a published version"
-            + (f" (published: {', '.join(versions)}); rerun the generate command of the one you want, "
-               "which repairs LATEST, or open a version folder directly" if versions else
-               "; no version of this dataset is published")
-        )
-    return Dataset(name_dir / version)
+def _why_no_latest(name_dir: Path) -> str:
+    """Why a dataset folder has no LATEST to open, and what to do."""
+    versions = _published(name_dir)
+    complete = [version for version, done in versions.items() if done]
+    partial = [version for version, done in versions.items() if not done]
+    if not complete:
+        if not partial:
+            return f"{name_dir}: no version of this dataset is published"
+        return (f"{name_dir}: no complete version is published, only the partial {', '.join(partial)}; "
+                f"open it by its folder ({name_dir / partial[-1]}), or rerun its generate command without "
+                "--allow-partial for the complete version")
+    named = _latest_name(name_dir)
+    if not (name_dir / LATEST).exists():
+        problem = f"missing (published: {', '.join(complete)})"
+    elif named in partial:
+        problem = f"names {named}, a partial version (LATEST names complete versions only; complete: {', '.join(complete)})"
+    else:
+        problem = f"does not name a published version (published: {', '.join(complete)})"
+    return (f"{name_dir / LATEST}: {problem}; rerun the generate command of the one you want (or "
+            "`linkscan generate --repair --config <version folder>/dataset.json`), which repairs LATEST, "
+            "or open a version folder directly")
+
+
+def _is_dataset_folder(path: Path) -> bool:
+    """A folder with a LATEST or a published version: a dataset, even when its LATEST is lost."""
+    return (path / LATEST).exists() or bool(_published(path))
 
 
 def open_dataset(target: Path | str, data_root: Path | str | None = None) -> Dataset:
-    """Open a version folder, a dataset folder (its LATEST), or a dataset name under data_root."""
+    """Open a version folder, a dataset folder (its LATEST: the current complete version), or a
+    dataset name under data_root. A partial version opens by its folder only."""
     path = Path(target)
     if (path / MANIFEST).is_file():
         return Dataset(path)
-    if (path / LATEST).exists():
-        return _latest_dataset(path)
+    candidates = [path]
     if data_root is not None and is_valid_name(str(target)):
-        name_dir = dataset_dir(data_root, str(target))
-        if (name_dir / LATEST).exists():
-            return _latest_dataset(name_dir)
+        candidates.append(dataset_dir(data_root, str(target)))
+    for name_dir in candidates:
+        if _is_dataset_folder(name_dir):
+            version = read_latest(name_dir)
+            if version is None:
+                raise StoreError(_why_no_latest(name_dir))
+            return Dataset(name_dir / version)
     known = ""
     if data_root is not None:
-        names = sorted(p.name for p in DataLayout(data_root).datasets.glob("*") if (p / LATEST).exists())
+        names = sorted(p.name for p in DataLayout(data_root).datasets.glob("*") if _is_dataset_folder(p))
         known = f" (datasets there: {', '.join(names)})" if names else " (it holds no dataset yet)"
     raise StoreError(
         f"{target}: not a dataset version folder (with {MANIFEST}), a dataset folder (with {LATEST}), "

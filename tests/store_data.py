@@ -63,3 +63,13 @@ def publish(root: Path, name: str = "demo", shards: int = 2) -> Path:
             if not writer.has_shard("examples", index, shards):
                 writer.write_shard("examples", index, shards, example_table(offset=index * 180))
         return writer.publish({"counts": {"examples": 6 * shards}, "drop_reasons": {}}, "# demo\n")
+
+
+def publish_partial(root: Path, name: str = "demo", version: str = "v-partial", pending: int = 3) -> Path:
+    """A version published with allow_partial while ``pending`` chunks waited: complete: false, 2 examples."""
+    from linkscan.pipeline.store import DatasetWriter
+
+    with DatasetWriter(root, name, version, {**CONFIG, "allow_partial": True}, INPUTS) as writer:
+        writer.write_shard("examples", 0, 1, example_table(n_examples=2))
+        return writer.publish({"complete": False, "pending_chunks": {"server_error": pending},
+                               "counts": {"examples": 2}}, "# partial\n")

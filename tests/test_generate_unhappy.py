@@ -127,3 +127,40 @@ def test_an_input_that_is_all_dropped_publishes_nothing_and_names_the_drops(toke
     with pytest.raises(EmptyDatasetError, match=r"every document was dropped \(too_short: 1\)"):
         run_generation(config, tmp_path / "data")
     assert published(tmp_path / "data", "tiny") == []
+
+
+def test_a_partial_version_after_a_complete_one_never_becomes_latest(corpus, tokenizer_path, tmp_path):
+    from typer.testing import CliRunner
+
+    from linkscan.flows.cli import app
+    from linkscan.pipeline.store import latest_version
+
+    def generate(server: LLMTestServer, *extra: str):
+        return CliRunner().invoke(app, [
+            "generate", "--corpus", str(corpus), "--data", str(tmp_path), "--name", "unhappy", "--tokenizer",
+            str(tokenizer_path), "--chunk-tokens", "1500", "--num-shards", "2", "--generator", "llm",
+            "--llm-base-url", server.url, "--llm-model", "test-model", "--set", "llm.max_attempts=2",
+            "--set", "llm.backoff_base_s=0.01", "--set", "llm.backoff_max_s=0.02", *extra])
+
+    with LLMTestServer() as server:
+        first = generate(server)
+        assert first.exit_code == 0, first.output
+        complete = open_dataset("unhappy", data_root=tmp_path)
+        (tmp_path / "cache" / "llm.sqlite").unlink()  # the partial run below must really miss answers
+        server.inject(Reply(status=503), times=10**9, match=lambda request: "RFC" in json.dumps(request["messages"]))
+        partial = generate(server, "--allow-partial")
+        server.clear_faults()
+        assert partial.exit_code == 0, partial.output
+        partial_path = Path(dict(line.split(" ", 1) for line in partial.stdout.splitlines())["path"])
+        assert open_dataset(partial_path).manifest["complete"] is False
+        assert latest_version(tmp_path, "unhappy") == complete.version
+        latest = open_dataset("unhappy", data_root=tmp_path)
+        assert latest.path == complete.path and latest.num_rows() == complete.manifest["counts"]["examples"]
+        assert f"LATEST still names {complete.version}, the complete version" in partial.stderr
+
+        again = generate(server)  # the complete command, rerun
+        assert again.exit_code == 0 and "already published" in again.stderr
+        assert latest_version(tmp_path, "unhappy") == complete.version
+        (tmp_path / "datasets" / "unhappy" / "LATEST").write_text(f"{partial_path.name}\n")  # as linkscan 0.x left it
+        assert generate(server).exit_code == 0
+    assert latest_version(tmp_path, "unhappy") == complete.version

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from linkscan.pipeline.inspect import render_example
-from tests.store_data import publish
+from tests.store_data import publish, publish_partial
 import pytest
 
 pytestmark = pytest.mark.integration  # servers, subprocesses or whole runs: not in make test-fast
@@ -60,6 +60,33 @@ def test_inspect_names_a_missing_dataset_and_the_ones_there_are(tmp_path):
     assert result.returncode == 2
     assert "nothing-here: not a dataset version folder" in result.stderr
     assert result.stderr.strip().endswith("(datasets there: demo)")
+
+
+def test_inspect_of_a_partial_version_by_its_folder_says_it_is_partial(tmp_path):
+    complete = publish(tmp_path)
+    partial = publish_partial(tmp_path)
+    shown = run_cli("inspect", str(partial), "--json", "--sample", "0")
+    assert shown.returncode == 0, shown.stderr
+    stats = json.loads(shown.stdout)
+    assert (stats["version"], stats["complete"], stats["pending_chunks"]) == (partial.name, False, {"server_error": 3})
+    assert stats["latest"] == complete.name and stats["versions"] == sorted([complete.name, partial.name])
+    assert "PARTIAL" in shown.stderr  # said on stderr too, so a --json reader that pipes stdout still sees it
+    table = run_cli("inspect", str(partial), "--sample", "0")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[1] == (
+        "PARTIAL VERSION (complete: false): 3 chunks were still pending when it was published with --allow-partial "
+        f"(server_error: 3); training refuses it without --allow-partial, and LATEST names the complete {complete.name}")
+    listed = sorted([f"{complete.name} (LATEST)", f"{partial.name} (partial)"])
+    assert f"versions: {', '.join(listed)}" in table.stdout
+    assert json.loads(run_cli("inspect", "demo", "--data", str(tmp_path), "--json", "--sample", "0").stdout)["complete"] is True
+
+
+def test_inspect_of_a_dataset_whose_latest_was_deleted_names_its_versions(tmp_path):
+    path = publish(tmp_path)
+    (path.parent / "LATEST").unlink()
+    result = run_cli("inspect", "demo", "--data", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {path.parent / 'LATEST'}: missing (published: {path.name}); rerun")
 
 
 def test_render_elides_units_far_from_positives():

@@ -22,7 +22,7 @@ from linkscan.pipeline.store import (
     version_id,
 )
 from linkscan.schemas import SchemaError
-from tests.store_data import CONFIG, INPUTS, REPO, example_table, publish
+from tests.store_data import CONFIG, INPUTS, REPO, example_table, publish, publish_partial
 
 
 
@@ -330,3 +330,49 @@ def test_a_version_names_the_one_it_follows_as_its_parent(tmp_path):
         writer.write_shard("examples", 0, 1, example_table())
         second = writer.publish({"counts": {}}, "# second\n")
     assert json.loads((second / "dataset.json").read_text())["parent_version"] == first.name
+
+
+def test_a_partial_version_published_after_a_complete_one_leaves_latest_on_the_complete_one(tmp_path):
+    complete = publish(tmp_path)
+    partial = publish_partial(tmp_path)
+    assert latest_version(tmp_path, "demo") == complete.name
+    assert open_dataset("demo", data_root=tmp_path).num_rows() == 12  # the complete one's, not the partial's 2
+    assert json.loads((partial / "dataset.json").read_text())["parent_version"] == complete.name
+    assert open_dataset(partial).complete is False and open_dataset(complete).complete is True
+    with DatasetWriter(tmp_path, "demo", partial.name, {}, INPUTS) as writer:  # the --allow-partial rerun
+        assert writer.is_published
+    assert latest_version(tmp_path, "demo") == complete.name
+    assert sorted(p.name for p in partial.parent.iterdir() if p.name.startswith(".")) == [".partial"]  # no journal
+
+
+def test_a_dataset_with_only_a_partial_version_has_no_latest_and_names_the_partial_one(tmp_path):
+    partial = publish_partial(tmp_path)
+    assert not (partial.parent / "LATEST").exists()
+    with pytest.raises(StoreError, match=f"demo: no complete version is published, only the partial {partial.name}; "
+                                         f"open it by its folder \\({partial}\\)"):
+        open_dataset("demo", data_root=tmp_path)
+    assert open_dataset(partial).version == partial.name  # by id it opens
+    complete = publish(tmp_path)  # the complete run that follows becomes LATEST
+    assert open_dataset(partial.parent).path == complete
+
+
+def test_a_latest_that_names_a_partial_version_is_not_followed_and_the_complete_rerun_repairs_it(tmp_path):
+    complete = publish(tmp_path)
+    partial = publish_partial(tmp_path)
+    (partial.parent / "LATEST").write_text(f"{partial.name}\n")  # what earlier versions of linkscan wrote
+    assert latest_version(tmp_path, "demo") is None
+    with pytest.raises(StoreError, match=f"LATEST: names {partial.name}, a partial version \\(LATEST names complete "
+                                         f"versions only; complete: {complete.name}\\); rerun the generate command"):
+        open_dataset("demo", data_root=tmp_path)
+    with DatasetWriter(tmp_path, "demo", complete.name, CONFIG, INPUTS) as writer:  # the complete command, rerun
+        assert writer.is_published
+    assert latest_version(tmp_path, "demo") == complete.name
+
+
+@pytest.mark.parametrize("how", ["name", "folder"])
+def test_a_dataset_whose_latest_was_deleted_is_named_with_its_versions(tmp_path, how):
+    path = publish(tmp_path)
+    (path.parent / "LATEST").unlink()
+    target = "demo" if how == "name" else path.parent
+    with pytest.raises(StoreError, match=f"LATEST: missing \\(published: {path.name}\\); rerun the generate command"):
+        open_dataset(target, data_root=tmp_path)
