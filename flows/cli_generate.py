@@ -47,7 +47,7 @@ def generate(
     from linkscan.flows.cli_errors import EXIT_FAILED, EXIT_PENDING, fail, interruptible, os_error_line
     from linkscan.flows.runtime import resolve_data_root
     from linkscan.generators.config import ConfigFileError, load_config
-    from linkscan.generators.stage import EmptyDatasetError, GenerationError, PendingChunksError, repair_version, run_generation
+    from linkscan.generators.stage import EmptyDatasetError, GenerationError, PendingChunksError, run_generation
     from linkscan.pipeline.store import StoreError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -87,10 +87,7 @@ def generate(
     try:
         with interruptible(data_root=root):
             if repair:
-                repaired = repair_version(config, root, api_key=api_key)
-                state = f"repaired {len(repaired.repaired)} shard file(s)" if repaired.repaired else "nothing to repair"
-                typer.echo(f"{repaired.path}: {state}; every shard now matches dataset.json", err=True)
-                typer.echo(f"path {repaired.path}")
+                _repair(config, root, api_key)
                 return
             result = run_generation(config, root, api_key=api_key, progress=progress)
     except PendingChunksError as error:
@@ -122,3 +119,22 @@ def generate(
     )
     typer.echo(f"version {result.version}")
     typer.echo(f"path {result.path}")
+
+
+def _repair(config: GenerateConfig, root: Path, api_key: str | None) -> None:
+    """``--repair``: the version's damaged shards, and the dataset's LATEST when it names no
+    complete published version (missing, garbage, a path out of the folder)."""
+    from linkscan.generators.stage import repair_version
+    from linkscan.pipeline.store import LATEST, dataset_dir, latest_version, repair_latest
+
+    latest_before = latest_version(root, config.name)
+    repaired = repair_version(config, root, api_key=api_key)
+    repair_latest(root, config.name, repaired.path.name)
+    latest_after = latest_version(root, config.name)
+    done = [f"repaired {len(repaired.repaired)} shard file(s)"] if repaired.repaired else []
+    if latest_after != latest_before:
+        done.append(f"{dataset_dir(root, config.name) / LATEST}: named no complete published version; it now names "
+                    f"{latest_after}")
+    typer.echo(f"{repaired.path}: {'; '.join(done) or 'nothing to repair'}; every shard now matches dataset.json",
+               err=True)
+    typer.echo(f"path {repaired.path}")

@@ -195,6 +195,35 @@ def test_repair_rebuilds_exactly_the_damaged_shards_in_place(corpus, tokenizer_p
         p: t for p, t in untouched.items() if p != flipped}  # the good shards were not rewritten
 
 
+@pytest.fixture(scope="module")
+def generated(corpus, tokenizer_path, tmp_path_factory) -> Path:
+    """A data folder holding one published version of ``corpus`` (copy it before changing it)."""
+    data = tmp_path_factory.mktemp("generated") / "data"
+    result = linkscan(*generate_args(corpus, data, tokenizer_path))
+    assert result.returncode == 0, result.stderr
+    return data
+
+
+@pytest.mark.parametrize("content", [None, b"\x89PNG\r\n\x1a\n\x00", b"../other\n"], ids=["missing", "binary", "path-outside"])
+def test_repair_repairs_a_latest_that_names_no_version(generated, tmp_path, content):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(generated, data)
+    version = open_dataset("rfc", data_root=data).path
+    latest = version.parent / "LATEST"
+    latest.unlink() if content is None else latest.write_bytes(content)
+
+    repaired = linkscan("generate", "--repair", "--config", str(version / "dataset.json"), "--data", str(data))
+    assert repaired.returncode == 0, repaired.stderr
+    assert "nothing to repair" not in repaired.stderr
+    assert f"{latest}: named no complete published version; it now names {version.name}" in repaired.stderr
+    assert latest.read_text() == f"{version.name}\n"
+    assert open_dataset("rfc", data_root=data).path == version
+    again = linkscan("generate", "--repair", "--config", str(version / "dataset.json"), "--data", str(data))
+    assert again.returncode == 0 and "nothing to repair" in again.stderr  # now there is nothing left to do
+
+
 def test_inspect_of_a_truncated_shard_is_one_line(corpus, tokenizer_path, tmp_path):
     data = tmp_path / "data"
     assert linkscan(*generate_args(corpus, data, tokenizer_path)).returncode == 0
