@@ -52,7 +52,12 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="start again from scratch in an --out that holds a run (its checkpoints and metrics are removed)"),
 ) -> None:
     """Train the Mamba-2 scanner (binary head at sentence ends) on the examples shards of a dataset,
-    or with --target dense fine-tune a sentence-transformers retriever on them."""
+    or with --target dense fine-tune a sentence-transformers retriever on them.
+
+    \b
+    Exit codes: 0 done; 1 a write failed (full disk, unwritable --out; rerun with
+    --resume); 2 bad option or input; 130/143 interrupted (rerun with --resume).
+    """
     import torch
 
     from linkscan.flows.cli_errors import interruptible
@@ -105,6 +110,8 @@ def train(
         with interruptible("rerun with --resume to continue from the last checkpoint"):
             result = run_training(train_config, rank=rank, world_size=world_size, local_rank=local_rank,
                                   resume=resume, overwrite=overwrite)
+    except typer.Exit:  # the interrupt's line is printed and its code (130, 143) stands; Exit is a RuntimeError
+        raise
     except (CheckpointError, StoreError, ValueError, RuntimeError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -148,6 +155,8 @@ def _train_dense(given: dict, preset: Optional[str], dataset: str, out: str, con
     try:
         with interruptible("rerun with --resume to continue from the last checkpoint"):
             result = train_dense(config, resume=resume, overwrite=overwrite)
+    except typer.Exit:  # as for the scanner: an interrupt's exit code, not an error line
+        raise
     except (StoreError, ValueError, RuntimeError) as error:  # ValueError: also a run folder holding a run
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

@@ -249,3 +249,27 @@ def test_an_out_that_cannot_be_written_ends_in_one_line(probe_dataset, tmp_path)
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {blocker}") and "rerun with --resume" in lines[0]
+
+
+def test_an_interrupted_dense_run_exits_143_with_one_line(probe_dataset, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "linkscan.flows.cli", "train", "--target", "dense", "--dataset", str(probe_dataset),
+         "--out", str(out), "--device", "cpu", "--max-steps", "10000", "--validation", "none",
+         "--set", "batch_size=4", "--set", "progress=false"],
+        cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "metrics.jsonl").is_file() or '"loss"' not in (out / "metrics.jsonl").read_text():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no training step in 300 s"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-3000:]
+    assert "error:" not in stderr and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted (SIGTERM); rerun with --resume to continue from the last checkpoint"

@@ -377,3 +377,77 @@ def test_train_settings_come_from_a_file_and_set_over_the_preset(dataset_path, t
     assert (saved["max_steps"], saved["lr"], saved["checkpoint_every"], saved["length_buckets"]) == (2, 0.003, 2, [512, 1024])
     bad = CliRunner().invoke(app, ["train", "--dataset", str(dataset_path), "--out", str(tmp_path / "y"), "--set", "lr"])
     assert bad.exit_code == 2 and "use --set key.path=value" in bad.output
+
+
+def _train_cli(dataset_path: Path, out: Path, *extra: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "linkscan.flows.cli", "train", "--dataset", str(dataset_path), "--out", str(out),
+            "--shape", "small", "--backend", "hf", "--device", "cpu", "--precision", "fp32", "--tokens-per-step", "1024",
+            "--micro-batch-tokens", "1024", *extra]
+
+
+@pytest.mark.parametrize("signum", [15, 2], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupted_train_exits_128_plus_the_signal_with_one_line(dataset_path, tmp_path, signum):
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    process = subprocess.Popen(_train_cli(dataset_path, out, "--max-steps", "10000", "--checkpoint-every", "1"),
+                               cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "LATEST").is_file():  # training has begun: the loop, not the start-up, is hit
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint in 300 s"
+        time.sleep(0.1)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    name = signal.Signals(signum).name
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    assert "error:" not in stderr and "Traceback" not in stderr
+    assert "\r" not in stderr  # no progress bar redraws in a log: lines
+    assert f"interrupted ({name}); rerun with --resume to continue from the last checkpoint" in stderr.splitlines()
+
+
+def test_progress_in_a_log_is_a_line_every_interval_and_at_the_last_step(caplog):
+    from linkscan.training.loop import ProgressLines
+
+    now = [0.0]
+    progress = ProgressLines(total=5, step=0, interval_s=30, clock=lambda: now[0])
+    with caplog.at_level("INFO", logger="linkscan.training"):
+        for seconds in (10, 25, 10, 10, 1):  # lines at 35 s (step 2) and at the last step, not at 45 or 55 s
+            now[0] += seconds
+            progress.set_postfix(loss=f"{now[0] / 100:.4f}")
+            progress.update(1)
+    assert [r.getMessage() for r in caplog.records] == ["train: step 2 of 5, loss 0.3500",
+                                                        "train: step 5 of 5, loss 0.5600"]
+
+
+@pytest.mark.parametrize("size", ["6m", "20m"], ids=["weights-do-not-fit", "optimizer-does-not-fit"])
+def test_a_full_disk_while_writing_a_checkpoint_is_one_line_naming_the_file_and_leaves_no_temporary(
+        dataset_path, tmp_path, size):
+    """The small shape's weights take 13 MB and its optimizer state 26 MB: a tmpfs of 6 MB fails in
+    safetensors, one of 20 MB in torch.save (needs root to mount, as CI has)."""
+    import re
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()})")
+    try:
+        out = mount / "run"
+        result = subprocess.run(_train_cli(dataset_path, out, "--max-steps", "2", "--checkpoint-every", "1"),
+                                cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr and "enforce fail" not in result.stderr
+        (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        checkpoint = re.escape(str(out / "checkpoints" / ".step-00000001.tmp"))
+        assert re.fullmatch(rf"error: {checkpoint}/(model\.safetensors|optimizer\.pt): no space left on device; "
+                            rf"free space under {re.escape(str(out))} \(or pass --out on another disk\), then rerun "
+                            r"with --resume to continue from the last checkpoint", line), line
+        assert [p.name for p in (out / "checkpoints").iterdir()] == []  # the temporary folder is gone
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -239,13 +239,46 @@ def claim_run_folder(out: Path, overwrite: bool) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+class ProgressLines:
+    """The step counter for a log (stderr no terminal: a file, CI, a pipe): a ``train: step N of M``
+    line every ``interval_s`` seconds and at the last step, where tqdm would redraw one line with
+    carriage returns that a log keeps as a single ever-growing line. tqdm's calls, as the loop uses them."""
+
+    def __init__(self, total: int, step: int, interval_s: float = 30.0, clock=time.monotonic) -> None:
+        self.total, self.step, self.interval_s, self._clock = total, step, interval_s, clock
+        self._postfix = ""
+        self._last = clock()
+
+    def set_postfix(self, **values: str) -> None:
+        self._postfix = "".join(f", {name} {value}" for name, value in values.items())
+
+    def update(self, steps: int) -> None:
+        self.step += steps
+        if self.step >= self.total or self._clock() - self._last >= self.interval_s:
+            self._last = self._clock()
+            log.info("train: step %d of %d%s", self.step, self.total, self._postfix)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_display(total: int, step: int):
+    import sys
+
+    if sys.stderr.isatty():  # the same test tqdm's own disable=None makes
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=step, desc="train", unit="step", mininterval=2.0)
+    return ProgressLines(total, step)
+
+
 def open_training_data(config: TrainConfig):
     """The dataset version to train on, checked before any step: every shard's size and sha256
     against its manifest (a damaged file is named), and complete unless ``allow_partial``."""
     from linkscan.pipeline.store import StoreError, open_dataset
 
     dataset = open_dataset(config.dataset)
-    if not dataset.manifest.get("complete", True) and not config.allow_partial:
+    if not dataset.complete and not config.allow_partial:
         pending = sum((dataset.manifest.get("pending_chunks") or {}).values())
         raise StoreError(
             f"{dataset.path}: version {dataset.version} is partial ({pending} chunks were still pending when it was "
@@ -346,9 +379,7 @@ def train(config: TrainConfig, *, rank: int = 0, world_size: int = 1, local_rank
     metrics_file = open(out / "metrics.jsonl", "a") if is_main else None
     progress = None
     if is_main and config.progress:
-        from tqdm import tqdm
-
-        progress = tqdm(total=config.max_steps, initial=step, desc="train", unit="step", mininterval=2.0)
+        progress = _progress_display(config.max_steps, step)
 
     # -- the loop -----------------------------------------------------------------------------
     # The GPU is waited for only every `log_every` steps (and before validation and checkpoints):
