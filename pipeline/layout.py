@@ -71,6 +71,19 @@ def content_hash(value: object) -> str:
 
 
 @contextmanager
+def naming_file(path: Path) -> Iterator[None]:
+    """An OSError raised in the block without a file name (a write or flush to a full disk: Python's
+    and pyarrow's say only "No space left on device") is raised again naming ``path``, so the one
+    line a command prints says which file could not be written."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+
+
+@contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A dot-prefixed temporary path to write ``path``'s new content to (by any writer: pyarrow,
     torch, ...); renamed into place when the block ends without an error, removed when it fails."""
@@ -88,7 +101,7 @@ def atomic_write(path: Path, payload: bytes | str) -> None:
     """Write ``payload`` to ``path`` through a temporary file, synced and renamed into place: a
     crash leaves the old file or the new one, never half of one."""
     data = payload.encode() if isinstance(payload, str) else payload
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, naming_file(path):
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()

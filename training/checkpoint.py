@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import torch
 
-from linkscan.pipeline.layout import atomic_write
+from linkscan.pipeline.layout import atomic_write, naming_file
 
 from linkscan.training.configs import MambaShape
 from linkscan.training.model import ScannerModel, default_backend, to_backend
@@ -142,10 +143,20 @@ def save_weights(model: ScannerModel, folder: Path) -> None:
     """``config.json`` + ``model.safetensors`` (canonical names, fp32 or the model's dtype)."""
     from safetensors.torch import save_file
 
+    from safetensors import SafetensorError
+
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(model.shape.to_hub_config(), indent=2) + "\n")
+    with naming_file(folder / "config.json"):
+        (folder / "config.json").write_text(json.dumps(model.shape.to_hub_config(), indent=2) + "\n")
     state = {k: v.detach().contiguous().cpu() for k, v in model.canonical_state_dict().items()}
-    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt", "linkscan": "scanner"})
+    weights = folder / "model.safetensors"
+    try:
+        save_file(state, str(weights), metadata={"format": "pt", "linkscan": "scanner"})
+    except SafetensorError as error:  # its I/O errors are no OSError: "... (os error 28)"
+        code = re.search(r"os error (\d+)", str(error))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(weights)) from None
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -162,15 +173,52 @@ def save_checkpoint(run_dir: Path, step: int, model: ScannerModel, optimizer: to
     final = checkpoint_dir(run_dir, step)
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_weights(model, tmp)
-    modules = {name: module.state_dict() for name, module in (training_modules or {}).items()}
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "modules": modules},
-               tmp / "optimizer.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=2) + "\n")
+    try:
+        save_weights(model, tmp)
+        modules = {name: module.state_dict() for name, module in (training_modules or {}).items()}
+        _torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "modules": modules},
+                    tmp / "optimizer.pt")
+        with naming_file(tmp / "trainer_state.json"):
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=2) + "\n")
+    except BaseException:  # a full disk, a signal: no half checkpoint is left beside the complete ones
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     atomic_write(final.parent / LATEST, final.name + "\n")
     return final
+
+
+class _WriteErrors:
+    """A binary file that keeps the OSError of a failed write: torch.save reports one only as
+    ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``, naming neither the
+    file nor the cause."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _torch_save(value: object, path: Path) -> None:
+    """``torch.save``, where a failed write is an OSError naming ``path``."""
+    with naming_file(path), open(path, "wb") as handle:
+        recorded = _WriteErrors(handle)
+        try:
+            torch.save(value, recorded)
+        except RuntimeError:
+            if recorded.error is None:
+                raise
+            raise recorded.error from None
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
