@@ -30,7 +30,7 @@ from typing import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from linkscan.pipeline.layout import DataLayout, atomic_write, canonical_json, content_hash
+from linkscan.pipeline.layout import DataLayout, atomic_write, canonical_json, content_hash, naming_file
 from linkscan.schemas import SCHEMA_VERSIONS, check_schema, validate_table
 
 MANIFEST = "dataset.json"
@@ -216,8 +216,9 @@ class _file_lock:
             os.close(fd)  # the releaser removed the file we locked: lock the new one
         self.fd = fd
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)  # who holds it, for the refusal message
+            with naming_file(self.path):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)  # who holds it, for the refusal message
         except OSError:  # a full disk: give the lock up again, leaving no file behind
             self.__exit__(None, None, None)
             raise
@@ -262,7 +263,8 @@ class ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock.__enter__()
         try:
-            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", write_statistics=True)
+            with naming_file(self.path):
+                self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", write_statistics=True)
         except BaseException:  # a full disk while writing the header: nothing may be left behind
             self._tmp.unlink(missing_ok=True)
             self._lock.__exit__(None, None, None)
@@ -281,7 +283,8 @@ class ShardWriter:
         rows = pa.concat_tables(self._buffer).combine_chunks() if self._buffer else self._schema.empty_table()
         full = rows.num_rows if final else rows.num_rows - rows.num_rows % self._group
         if full:
-            self._writer.write_table(rows.slice(0, full), row_group_size=self._group)
+            with naming_file(self.path):  # pyarrow's "No space left on device" names no file
+                self._writer.write_table(rows.slice(0, full), row_group_size=self._group)
         rest = rows.slice(full)
         self._buffer, self._buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
 
@@ -290,9 +293,10 @@ class ShardWriter:
             if exc_type is None:
                 try:
                     self._flush(final=True)
-                    self._writer.close()
-                    with open(self._tmp, "rb") as handle:
-                        os.fsync(handle.fileno())
+                    with naming_file(self.path):
+                        self._writer.close()
+                        with open(self._tmp, "rb") as handle:
+                            os.fsync(handle.fileno())
                     os.replace(self._tmp, self.path)
                     _fsync_dir(self.path.parent)
                 except BaseException:

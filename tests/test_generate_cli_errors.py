@@ -136,7 +136,10 @@ def test_a_full_disk_is_one_line_with_the_path_and_leaves_no_temporary_file(corp
     result = linkscan(*generate_args(corpus, small_disk, tokenizer_path))
     assert result.returncode == EXIT_FAILED
     line = one_error_line(result.stderr)
-    assert "no space left on device; free space under" in line and str(small_disk) in line
+    # The file that could not be written, not only the data folder.
+    written = line.removeprefix("error: ").split(": no space left on device; ")[0]
+    assert written.startswith(f"{small_disk}/datasets/rfc/") and Path(written).suffix in (".parquet", ".json", ".npy", ".lock"), line
+    assert f"no space left on device; free space under {small_disk} (or pass --data on another disk)" in line
     assert line.endswith("then rerun the same command to resume")
     assert leftovers(small_disk) == []
     assert published(small_disk) == []
