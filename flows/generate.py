@@ -97,7 +97,8 @@ def generate_shard_task(plan: GenerationPlan, index: int) -> dict:
     """One shard, logging its progress (documents, chunks, examples, MB/s, time left) every 30 s."""
     logger = get_run_logger()
     progress = GenerationProgress(plan.shard_inputs[index])
-    with report_every(progress, lambda line: logger.info("shard %d: %s", index, line), interval_s=30):
+    with report_every(progress, lambda line: logger.info("shard %d: %s", index, line), interval_s=30,
+                      line=progress.log_line):
         return stage.generate_shard(_with_api_key(plan), index, progress=progress)
 
 

@@ -3,8 +3,9 @@
 The stage reports into a ``GenerationProgress`` (``read`` as each record is read, ``document``
 as each document's rows are written, ``skip`` for shards an earlier run finished); the LLM back
 end hands it each client's usage tracker. ``show_progress`` displays it: a live line (and the LLM
-table) on a terminal, a log line every ``interval_s`` seconds elsewhere (CI, a file, a pipe).
-Under Prefect, each shard task logs ``line()`` periodically instead.
+table) on a terminal, a whole log line (with the LLM totals) every ``interval_s`` seconds elsewhere
+(CI, a file, a pipe).
+Under Prefect, each shard task logs ``log_line()`` periodically instead.
 """
 from __future__ import annotations
 
@@ -64,6 +65,10 @@ class GenerationProgress:
         return (f"{self.documents:,} documents, {self.chunks:,} chunks, {self.examples:,} examples; "
                 f"{done / 1e6:,.1f} of {self.total_bytes / 1e6:,.1f} MB ({rate / 1e6:.2f} MB/s){eta}")
 
+    def log_line(self) -> str:
+        """``line()`` and, when LLM clients report here, their totals: one line per report in a log."""
+        return f"{self.line()}; {self.llm.summary()}" if self.llm.has_clients else self.line()
+
     def __rich__(self) -> Group:
         return Group(Text(self.line()), *([self.llm] if self.llm.has_clients else []))
 
@@ -75,13 +80,16 @@ def _clock_time(seconds: float) -> str:
 
 
 @contextmanager
-def report_every(progress: GenerationProgress, emit, interval_s: float = 30.0) -> Iterator[GenerationProgress]:
-    """Call ``emit(progress.line())`` every ``interval_s`` seconds while the block runs, and once at its end."""
+def report_every(progress: GenerationProgress, emit, interval_s: float = 30.0,
+                 line=None) -> Iterator[GenerationProgress]:
+    """Call ``emit(line())`` (default ``progress.line``) every ``interval_s`` seconds while the block
+    runs, and once at its end."""
+    line = line or progress.line
     stop = threading.Event()
 
     def report() -> None:
         while not stop.wait(interval_s):
-            emit(progress.line())
+            emit(line())
 
     reporter = threading.Thread(target=report, name="generate-progress", daemon=True)
     reporter.start()
@@ -90,7 +98,7 @@ def report_every(progress: GenerationProgress, emit, interval_s: float = 30.0) -
     finally:
         stop.set()
         reporter.join()
-        emit(progress.line())
+        emit(line())
 
 
 @contextmanager
@@ -102,7 +110,10 @@ def show_progress(progress: GenerationProgress, console: Console | None = None,
         with Live(progress, console=console, refresh_per_second=2):
             yield progress
         return
-    with report_every(progress, lambda line: console.print(f"progress: {line}", highlight=False), interval_s):
+    # A log keeps every character: whole lines (never wrapped at the console's width, never
+    # redrawn with carriage returns), the LLM totals inside them rather than a table.
+    def emit(line: str) -> None:
+        console.print(f"progress: {line}", highlight=False, markup=False, soft_wrap=True)
+
+    with report_every(progress, emit, interval_s, line=progress.log_line):
         yield progress
-    if progress.llm.has_clients:
-        console.print(progress.llm)

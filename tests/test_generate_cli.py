@@ -131,3 +131,35 @@ def test_progress_counts_time_left_from_the_bytes_read():
     progress.read(pieces[0], 1.0)
     progress.skip([pieces[1]])  # finished by an earlier run: done, but not in the speed
     assert progress.line() == "1 documents, 12 chunks, 9 examples; 40.0 of 40.0 MB (3.00 MB/s)"
+
+
+def test_progress_in_a_log_is_one_unwrapped_line_per_report_with_the_llm_totals():
+    import io
+    import time
+
+    from rich.console import Console
+
+    from linkscan.generators.llm.usage import UsageTracker
+    from linkscan.generators.progress import GenerationProgress, show_progress
+    from linkscan.pipeline.sharding import InputPiece
+
+    stream = io.StringIO()
+    console = Console(file=stream, width=80)  # a file: not a terminal, 80 columns as rich assumes for one
+    pieces = [InputPiece("corpus/books.jsonl", size=312_000_000)]
+    progress = GenerationProgress(pieces)
+    tracker = UsageTracker()
+    links = tracker.stage("links")
+    links.requests, links.cache_hits, links.prompt_tokens, links.completion_tokens = 1_200, 34, 2_000_000, 150_000
+    links.failures["server_error"] = 3
+    progress.llm.register(tracker)
+    with show_progress(progress, console=console, interval_s=0.05):
+        progress.read(pieces[0], 0.25)
+        progress.document(chunks=5_310, examples=3_622)
+        time.sleep(0.3)
+    output = stream.getvalue()
+    assert "\r" not in output
+    lines = output.splitlines()
+    assert len(lines) >= 2 and all(line.startswith("progress: 1 documents, 5,310 chunks, 3,622 examples; ")
+                                   for line in lines)  # one whole line per report, however long
+    assert lines[-1].split(" left")[1] == (
+        "; LLM 1,234 done, 0 in flight, 3 failed, 34 cache hits, 2,150,000 tokens, $0.0000")

@@ -40,6 +40,14 @@ class ProgressBoard:
         stages["total"] = combined.total()
         return stages, combined.in_flight
 
+    def summary(self) -> str:
+        """The totals in one line, for logs: ``LLM 1,234 done, 2 in flight, 3 failed, ...``."""
+        stages, in_flight = self.totals()
+        total = stages["total"]
+        return (f"LLM {total.requests + total.cache_hits:,} done, {in_flight:,} in flight, "
+                f"{sum(total.failures.values()):,} failed, {total.cache_hits:,} cache hits, "
+                f"{total.prompt_tokens + total.completion_tokens:,} tokens, ${total.cost_usd:.4f}")
+
     def __rich__(self) -> Table:
         stages, in_flight = self.totals()
         table = Table(title=f"{self.title} ({in_flight} in flight)", title_justify="left", box=None, pad_edge=False)
