@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import errno
+import logging
 import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, NoReturn
@@ -28,6 +30,32 @@ EXIT_PENDING = 75
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+class _OncePerMessage(logging.Filter):
+    """Lets each distinct message through once: the 24 requests in flight that give up on one dead
+    server say so in one WARNING line, and the error line that ends the run counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()  # records come from worker threads too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        with self._lock:
+            if message in self._seen:
+                return False
+            self._seen.add(message)
+            return True
+
+
+def log_warnings_once() -> None:
+    """Warnings (and worse) on stderr as ``WARNING <message>``, each distinct message once."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(_OncePerMessage())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
 class Interrupted(KeyboardInterrupt):

@@ -42,15 +42,13 @@ def generate(
     settings; 75 chunks wait for the LLM (rerun later); 130/143 interrupted (rerun
     to resume).
     """
-    import logging
-
-    from linkscan.flows.cli_errors import EXIT_FAILED, EXIT_PENDING, fail, interruptible, os_error_line
+    from linkscan.flows.cli_errors import EXIT_FAILED, EXIT_PENDING, fail, interruptible, log_warnings_once, os_error_line
     from linkscan.flows.runtime import resolve_data_root
     from linkscan.generators.config import ConfigFileError, load_config
     from linkscan.generators.stage import EmptyDatasetError, GenerationError, PendingChunksError, run_generation
     from linkscan.pipeline.store import StoreError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    log_warnings_once()
     overrides = {
         "corpus": [*(corpus or []), *(paths or [])] or None,
         "name": name,

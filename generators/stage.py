@@ -340,16 +340,23 @@ async def _generate(plan: GenerationPlan, inputs: list[InputPiece], backend, tok
     pending: deque = deque()
     in_flight = 0
     on_read = progress.read if progress is not None else None
-    for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops, listed=True,
-                                             duplicates=duplicates, counts=result.counts, on_read=on_read):
-        backend.prepare_document(chunks)  # the offline back end weighs terms over the whole document
-        pending.append((document, chunks, asyncio.gather(*(one(c) for c in chunks))))
-        in_flight += len(chunks)
-        while pending and in_flight >= 2 * config.concurrency:
-            in_flight -= await finish_oldest()
-        await asyncio.sleep(0)  # let requests start while the next document is read
-    while pending:
-        await finish_oldest()
+    try:
+        for document, chunks in corpus_to_chunks(inputs, config.corpus_config, result.drops, listed=True,
+                                                 duplicates=duplicates, counts=result.counts, on_read=on_read):
+            backend.prepare_document(chunks)  # the offline back end weighs terms over the whole document
+            pending.append((document, chunks, asyncio.gather(*(one(c) for c in chunks))))
+            in_flight += len(chunks)
+            while pending and in_flight >= 2 * config.concurrency:
+                in_flight -= await finish_oldest()
+            await asyncio.sleep(0)  # let requests start while the next document is read
+        while pending:
+            await finish_oldest()
+    finally:
+        # After an error (a 401 for one chunk): the later documents' chunks end before the client
+        # closes, and their errors are collected here instead of asyncio logging them as lost.
+        for *_, outcomes in pending:
+            outcomes.cancel()
+        await asyncio.gather(*(outcomes for *_, outcomes in pending), return_exceptions=True)
 
 
 def _run_backend(plan: GenerationPlan, inputs: list[InputPiece], result: _ShardResult, api_key: str | None,

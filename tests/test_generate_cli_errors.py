@@ -118,6 +118,44 @@ def test_chunks_waiting_for_the_llm_exit_75_with_how_to_resume(tmp_path, tokeniz
     assert published(tmp_path) == []
 
 
+def llm_args(corpus: Path, data: Path, tokenizer_path: Path, url: str, *extra: str) -> list[str]:
+    return [*generate_args(corpus, data, tokenizer_path), "--generator", "llm", "--llm-base-url", url,
+            "--llm-model", "test-model", "--set", "llm.max_attempts=2", "--set", "llm.backoff_base_s=0.01",
+            "--set", "llm.backoff_max_s=0.02", *extra]
+
+
+def test_an_unreachable_llm_server_is_one_warning_then_the_error_line(corpus, tmp_path, tokenizer_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    result = linkscan(*llm_args(corpus, tmp_path / "data", tokenizer_path, url))
+    assert result.returncode == EXIT_PENDING, result.stderr
+    one_error_line(result.stderr)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING ")]
+    assert warnings == [f"WARNING links: test-model request to {url} failed: ConnectError (gave up after 2 attempts; "
+                        "check llm.base_url and that the server is up, then rerun to resume)"]
+    assert published(tmp_path / "data") == []
+
+
+def test_a_401_is_one_line_naming_the_key_variable_without_a_traceback(corpus, tmp_path, tokenizer_path):
+    data = tmp_path / "data"
+    with LLMTestServer() as server:
+        server.inject(Reply(status=401, body='{"error": {"message": "Incorrect API key provided", '
+                                             '"code": "invalid_api_key"}}'), times=10**9)
+        # One shard of all four documents: several documents' requests are in flight when the 401 comes.
+        result = linkscan(*llm_args(corpus, data, tokenizer_path, server.url, "--num-shards", "1",
+                                    "--set", "llm.api_key_env=LINKSCAN_TEST_KEY"),
+                          env={**os.environ, "LINKSCAN_TEST_KEY": "sk-wrong"})
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert one_error_line(result.stderr) == (
+        f"error: {server.url}: HTTP 401 for model 'test-model'; check the API key in the environment variable "
+        "LINKSCAN_TEST_KEY")
+    assert "never retrieved" not in result.stderr and "ERROR" not in result.stderr
+    assert published(data) == [] and leftovers(data / "datasets") == []  # (the cache's set-up lock stays by design)
+
+
 @pytest.fixture()
 def small_disk(tmp_path):
     """A 160 KiB tmpfs: enough to start a run, too small for its shards (needs root, as CI has)."""
