@@ -57,3 +57,25 @@ def tiny():
 
     torch.manual_seed(0)
     return ScannerModel(model_shape("small")).eval()
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path):
+    """``small_tmpfs("160k")``: a folder on a tmpfs of that size, for real full-disk failures (mounting
+    needs root, as CI has; skipped elsewhere); unmounted after the test."""
+    import subprocess
+
+    mounts = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk-{len(mounts)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()})")
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

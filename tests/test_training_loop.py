@@ -426,28 +426,20 @@ def test_progress_in_a_log_is_a_line_every_interval_and_at_the_last_step(caplog)
 
 @pytest.mark.parametrize("size", ["6m", "20m"], ids=["weights-do-not-fit", "optimizer-does-not-fit"])
 def test_a_full_disk_while_writing_a_checkpoint_is_one_line_naming_the_file_and_leaves_no_temporary(
-        dataset_path, tmp_path, size):
+        dataset_path, small_tmpfs, size):
     """The small shape's weights take 13 MB and its optimizer state 26 MB: a tmpfs of 6 MB fails in
-    safetensors, one of 20 MB in torch.save (needs root to mount, as CI has)."""
+    safetensors, one of 20 MB in torch.save."""
     import re
     import subprocess
 
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()})")
-    try:
-        out = mount / "run"
-        result = subprocess.run(_train_cli(dataset_path, out, "--max-steps", "2", "--checkpoint-every", "1"),
-                                cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 1, result.stderr[-3000:]
-        assert "Traceback" not in result.stderr and "enforce fail" not in result.stderr
-        (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-        checkpoint = re.escape(str(out / "checkpoints" / ".step-00000001.tmp"))
-        assert re.fullmatch(rf"error: {checkpoint}/(model\.safetensors|optimizer\.pt): no space left on device; "
-                            rf"free space under {re.escape(str(out))} \(or pass --out on another disk\), then rerun "
-                            r"with --resume to continue from the last checkpoint", line), line
-        assert [p.name for p in (out / "checkpoints").iterdir()] == []  # the temporary folder is gone
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    out = small_tmpfs(size) / "run"
+    result = subprocess.run(_train_cli(dataset_path, out, "--max-steps", "2", "--checkpoint-every", "1"),
+                            cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "enforce fail" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    checkpoint = re.escape(str(out / "checkpoints" / ".step-00000001.tmp"))
+    assert re.fullmatch(rf"error: {checkpoint}/(model\.safetensors|optimizer\.pt): no space left on device; "
+                        rf"free space under {re.escape(str(out))} \(or pass --out on another disk\), then rerun "
+                        r"with --resume to continue from the last checkpoint", line), line
+    assert [p.name for p in (out / "checkpoints").iterdir()] == []  # the temporary folder is gone
