@@ -443,3 +443,39 @@ def test_a_full_disk_while_writing_a_checkpoint_is_one_line_naming_the_file_and_
                         rf"free space under {re.escape(str(out))} \(or pass --out on another disk\), then rerun "
                         r"with --resume to continue from the last checkpoint", line), line
     assert [p.name for p in (out / "checkpoints").iterdir()] == []  # the temporary folder is gone
+
+
+def test_a_signal_during_torch_save_stays_an_interrupt(tmp_path):
+    """torch.save turns an exception raised in its writes into 'enforce fail at inline_container.cc';
+    SIGTERM's KeyboardInterrupt landing there must still end the run as an interrupt (exit 143).
+    The file is a pipe nobody reads, so the save blocks in a write until the signal comes."""
+    import os
+    import signal
+
+    from linkscan.training.checkpoint import _torch_save
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    pipe = tmp_path / "optimizer.pt"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # open, never read: the pipe fills at 64 KiB
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _torch_save({"moments": torch.ones(1_000_000)}, pipe)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        os.close(reader)
+
+
+def test_a_failed_torch_save_write_is_an_oserror_naming_the_file():
+    import errno
+
+    from linkscan.training.checkpoint import _torch_save
+
+    with pytest.raises(OSError) as raised:  # /dev/full answers every write with ENOSPC, as a full disk does
+        _torch_save({"moments": torch.ones(1_000_000)}, Path("/dev/full"))
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, "/dev/full")

@@ -190,18 +190,19 @@ def save_checkpoint(run_dir: Path, step: int, model: ScannerModel, optimizer: to
 
 
 class _WriteErrors:
-    """A binary file that keeps the OSError of a failed write: torch.save reports one only as
-    ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``, naming neither the
+    """A binary file that keeps what interrupted a write: torch.save turns any exception raised in
+    ``write`` (a full disk's OSError, the KeyboardInterrupt of a SIGINT or SIGTERM arriving meanwhile)
+    into ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``, naming neither the
     file nor the cause."""
 
     def __init__(self, handle) -> None:
         self.handle = handle
-        self.error: OSError | None = None
+        self.error: BaseException | None = None
 
     def write(self, data) -> int:
         try:
             return self.handle.write(data)
-        except OSError as error:
+        except BaseException as error:
             self.error = error
             raise
 
@@ -210,7 +211,7 @@ class _WriteErrors:
 
 
 def _torch_save(value: object, path: Path) -> None:
-    """``torch.save``, where a failed write is an OSError naming ``path``."""
+    """``torch.save``, where a failed write is an OSError naming ``path`` and an interrupt stays one."""
     with naming_file(path), open(path, "wb") as handle:
         recorded = _WriteErrors(handle)
         try:
