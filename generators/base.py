@@ -9,21 +9,28 @@ to keep, whether the evidence covers both sides. A *back end* (offline, llm) ans
 
 Back ends are async so the LLM back end can keep many requests in flight across chunks; the
 offline back end answers at once. A back end returns ``None`` or an empty list when it has no
-answer and says why through ``Refusal``; methods count every refusal under its reason. A back
-end that can answer later but not now raises ``Pending``, which no method catches.
+answer and says why through ``Refusal``; methods count every refusal under its reason
+(``NothingToAsk``, a refusal that cost nothing, is not counted as an attempt). A back end that can
+answer later but not now raises ``Pending``, which no method catches.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 
-@dataclass(frozen=True)
 class Refusal(Exception):
     """A back end could not answer; ``reason`` is a short snake_case name counted in the manifest."""
 
-    reason: str
-    detail: str = ""
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class NothingToAsk(Refusal):
+    """A back end had nothing to ask about this request (no window unit shares anything with the
+    anchor) and spent nothing on it: the method tries another anchor without counting an attempt."""
 
 
 class Pending(Exception):
@@ -54,6 +61,9 @@ class LinkCandidate:
     # The anchor unit the link starts from, when the back end knows it; otherwise the method uses
     # the anchor unit nearest to the target.
     source: int | None = None
+    # Support for the link beside its score (the LLM back end: the weight of the rare terms both
+    # units share); between links of equal score the better supported one is kept.
+    support: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,10 @@ class QuestionRequest:
     passages: Sequence[Sequence[int]]
     method: str  # the method that asks: "link", "chunk" or "pair" (back ends never guess it)
     link: LinkCandidate | None = None
+    # The method's checks on a draft question: None when it passes, else what to change, in a
+    # sentence a model can act on. A back end may use it to revise a draft once before answering;
+    # the method checks the answer it gets either way.
+    critique: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         wanted = {"link": 2, "chunk": 1, "pair": 2}.get(self.method)
@@ -87,6 +101,7 @@ class EvidenceRequest:
     question: QuestionDraft
     candidates: Sequence[int]  # unit indices the evidence may be picked from
     sides: Sequence[Sequence[int]] = field(default_factory=tuple)  # the passages evidence must cover
+    max_picks: int | None = None  # at most this many units (the method rejects more)
 
 
 class Backend:

@@ -26,11 +26,16 @@ class LinkMethodConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     anchor_units: int = Field(5, ge=1, description="consecutive units in an anchor")
-    window_units: int = Field(200, ge=2, description="units around the anchor the back end may link to")
+    window_units: int = Field(
+        200, ge=2, description="units around the anchor; the back end may link to those min_link_distance or more away"
+    )
     min_link_distance: int = Field(10, ge=1, description="a kept link is at least this many units from the anchor")
     anchor_context: int = Field(2, ge=0, description="evidence candidates: the anchor +- this many units")
     link_context: int = Field(3, ge=0, description="evidence candidates: the link target +- this many units")
     anchor_attempts: int = Field(3, ge=1, description="anchors tried per chunk before giving up on it")
+    max_evidence_share: float = Field(
+        0.4, gt=0, le=1, description="evidence may hold at most this share of the candidates (more is no choice)"
+    )
 
 
 class PassageMethodConfig(BaseModel):
@@ -42,6 +47,9 @@ class PassageMethodConfig(BaseModel):
     passage_context: int = Field(2, ge=0, description="evidence candidates: each passage +- this many units")
     min_pair_distance: int = Field(10, ge=1, description="pair method: units between the two passages, at least")
     attempts: int = Field(3, ge=1, description="passages (or pairs) tried per chunk before giving up on it")
+    max_evidence_share: float = Field(
+        0.4, gt=0, le=1, description="evidence may hold at most this share of the candidates (more is no choice)"
+    )
 
 
 class OfflineConfig(BaseModel):

@@ -1,16 +1,26 @@
 """The three generation methods: link (the paper's), chunk and pair (its ablation baselines).
 
 A method owns sampling and filtering: which anchor or passage, which window, which link to keep,
-and whether the evidence is good enough. It asks a back end (:mod:`linkscan.generators.base`) for links,
-a question and evidence, and turns one chunk into at most one example plus the links it saw.
-Every chunk that yields no example is counted under the reason of its last failed attempt.
+and whether the question and the evidence are good enough. It asks a back end
+(:mod:`linkscan.generators.base`) for links, a question and evidence, and turns one chunk into at
+most one example plus the links it saw. Every chunk that yields no example is counted under the
+reason of its last failed attempt, and every failed attempt under its own reason.
+
+The checks are the same whatever answers: a question must not paste or restate a unit, and one
+about two passages must name something of each; evidence must hold a unit of each side the
+question needs (for a link: of the anchor itself, and of the link's end at least
+``min_link_distance`` from it) and at most ``max_evidence_share`` of the candidates.
 
 All random choices come from a ``random.Random`` seeded with the config seed, the method and the
 chunk id, so a chunk's outcome does not depend on which shard or worker processes it.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -21,8 +31,10 @@ from linkscan.generators.base import (
     LinkRequest,
     QuestionDraft,
     QuestionRequest,
+    NothingToAsk,
     Refusal,
 )
+from linkscan.generators.wording import one_sided, only_in, restates
 from linkscan.generators.config import LinkMethodConfig, Method, PassageMethodConfig
 from linkscan.pipeline.assemble import assemble_example
 from linkscan.schemas import Chunk, Example, Link
@@ -38,6 +50,10 @@ class ChunkOutcome:
     pending_reason: str | None = None
     anchors_tried: int = 0
     anchors_without_link: int = 0
+    # Anchors passed over at no cost: no window unit far enough, or nothing the back end could ask.
+    anchors_skipped: int = 0
+    # Every failed attempt's reason (the chunk's drop reason is only its last one).
+    attempt_reasons: Counter = field(default_factory=Counter)
 
 
 class _Attempt(Exception):
@@ -57,9 +73,11 @@ def around(units: Sequence[int], context: int, n_units: int) -> list[int]:
     return list(range(max(0, min(units) - context), min(n_units, max(units) + context + 1)))
 
 
-def link_window(start: int, anchor_units: int, window_units: int, n_units: int, rng: random.Random) -> list[int]:
+def link_window(start: int, anchor_units: int, window_units: int, n_units: int, rng: random.Random,
+                min_distance: int = 1) -> list[int]:
     """The paper's window: [start-10, start+190) or [start-185, start+15) for 200 units, whichever is
-    longer after clipping to the chunk (ties at random); the anchor itself is excluded."""
+    longer after clipping to the chunk (ties at random), without the units closer than
+    ``min_distance`` to the anchor (a link to them could never be kept)."""
     before_short, before_long = round(window_units * 0.05), window_units - round(window_units * 0.075)
     options = [
         (max(0, start - before_short), min(n_units, start - before_short + window_units)),
@@ -71,7 +89,7 @@ def link_window(start: int, anchor_units: int, window_units: int, n_units: int, 
     else:
         lo, hi = options[0] if lengths[0] > lengths[1] else options[1]
     anchor = range(start, start + anchor_units)
-    return [u for u in range(lo, hi) if u not in anchor]
+    return [u for u in range(lo, hi) if gap_to(anchor, u) >= min_distance]
 
 
 def gap_to(anchor: Sequence[int], target: int) -> int:
@@ -93,15 +111,40 @@ def _link_record(chunk: Chunk, anchor: Sequence[int], candidate: LinkCandidate, 
     )
 
 
+def question_problem(question: str, units: Sequence[str], passages: Sequence[Sequence[int]]) -> tuple[str, str] | None:
+    """Why a question asked over ``passages`` fails the method's checks, as (reason, what to
+    change), or None: it must not paste or restate a unit, and a two-passage question must name
+    something that only the first passage states and something that only the second states."""
+    pasted = any(len(u.strip()) >= 20 and u.strip() in question for u in units)
+    if pasted or any(restates(question, units[u]) for passage in passages for u in passage):
+        return "question_pastes_unit" if pasted else "question_restates_unit", ("The question repeats a sentence of the passages nearly word for word, so it gives its own "
+                        "answer away. Write a new question in your own words.")
+    if len(passages) == 2:
+        sides = [[units[u] for u in passage] for passage in passages]
+        missing = one_sided(question, *sides)
+        if missing:
+            name, side, other = ("PASSAGE_A", sides[0], sides[1]) if missing == "a" else ("PASSAGE_B", sides[1], sides[0])
+            words = ", ".join(json.dumps(w) for w in only_in(side, other))
+            return "question_one_sided", (
+                f"The question takes nothing from {name}: it names none of the things only {name} states "
+                f"(such as {words}). Write a new question that needs a fact from PASSAGE_A and a fact from PASSAGE_B.")
+    return None
+
+
 async def _question(backend: Backend, request: QuestionRequest) -> QuestionDraft:
+    def critique(question: str) -> str | None:
+        problem = question_problem(question, request.units, request.passages)
+        return problem[1] if problem else None
+
     try:
-        draft = await backend.write_question(request)
+        draft = await backend.write_question(dataclasses.replace(request, critique=critique))
     except Refusal as refusal:
         raise _Attempt(f"question_{refusal.reason}") from None
     if not draft.question.strip():
         raise _Attempt("question_empty")
-    if any(len(u.strip()) >= 20 and u.strip() in draft.question for u in request.units):
-        raise _Attempt("question_pastes_unit")
+    problem = question_problem(draft.question, request.units, request.passages)
+    if problem:
+        raise _Attempt(problem[0])
     return draft
 
 
@@ -114,6 +157,8 @@ async def _evidence(backend: Backend, request: EvidenceRequest) -> list[int]:
     evidence = sorted({u for u in picked if u in allowed})
     if not evidence:
         raise _Attempt("evidence_empty")
+    if request.max_picks is not None and len(evidence) > request.max_picks:
+        raise _Attempt("evidence_too_broad")  # nearly every candidate: no choice was made
     for side in request.sides:
         if not set(side) & set(evidence):
             raise _Attempt("evidence_one_side")
@@ -121,13 +166,15 @@ async def _evidence(backend: Backend, request: EvidenceRequest) -> list[int]:
 
 
 async def _question_and_evidence(
-    backend: Backend, chunk: Chunk, method: str, passages: list[list[int]], sides: list[list[int]],
-    link: LinkCandidate | None = None,
+    backend: Backend, chunk: Chunk, method: str, passages: list[list[int]], candidates: list[int],
+    sides: list[list[int]], max_share: float, link: LinkCandidate | None = None,
 ) -> tuple[QuestionDraft, list[int]]:
-    """Ask for a question over ``passages``, then for evidence among ``sides`` (which it must all cover)."""
+    """Ask for a question over ``passages``, then for evidence among ``candidates`` that holds a
+    unit of every one of ``sides`` and at most ``max_share`` of the candidates."""
     draft = await _question(backend, QuestionRequest(chunk.chunk_id, chunk.sentences, passages, method, link=link))
-    candidates = sorted(set().union(*map(set, sides)))
-    evidence = await _evidence(backend, EvidenceRequest(chunk.chunk_id, chunk.sentences, draft, candidates, sides))
+    max_picks = max(len(sides), math.floor(max_share * len(candidates)))
+    evidence = await _evidence(backend, EvidenceRequest(chunk.chunk_id, chunk.sentences, draft, sorted(candidates),
+                                                        sides, max_picks=max_picks))
     return draft, evidence
 
 
@@ -140,32 +187,48 @@ class _Made:
     fields: dict
 
 
+class _Skipped(Exception):
+    """A candidate passed over before anything was asked about it: it costs no attempt."""
+
+
 async def _first_that_works(
-    outcome: ChunkOutcome, chunk: Chunk, backend: Backend, tokenizer, method: str, attempts, attempt,
+    outcome: ChunkOutcome, chunk: Chunk, backend: Backend, tokenizer, method: str, attempts, attempt, budget: int,
 ) -> ChunkOutcome:
     """The attempt loop every method shares: try ``attempt(candidate)`` for each candidate (an
-    anchor, a passage, a pair) until one makes an example; a failed one records its reason, and the
-    last failure is the chunk's drop reason."""
+    anchor, a passage, a pair) until one makes an example or ``budget`` attempts failed; a failed
+    one records its reason, and the last failure is the chunk's drop reason. A candidate skipped
+    for free (``_Skipped``) does not count against the budget."""
+    tried = 0
     for candidate in attempts:
-        outcome.anchors_tried += 1
+        if tried == budget:
+            break
         try:
             made = await attempt(candidate)
-        except _Attempt as failed:
-            outcome.drop_reason = failed.reason
+        except _Skipped:
+            outcome.anchors_skipped += 1
             continue
+        except _Attempt as failed:
+            tried += 1
+            outcome.anchors_tried += 1
+            outcome.drop_reason = failed.reason
+            outcome.attempt_reasons[failed.reason] += 1
+            continue
+        outcome.anchors_tried += 1
         outcome.example = assemble_example(
             chunk, question=made.draft.question, positives=made.evidence, generator=backend.name,
             prompt_version=backend.prompt_version, tokenizer=tokenizer, method=method, **made.fields,
         )
         outcome.drop_reason = None
         return outcome
+    if outcome.drop_reason is None:  # every candidate was passed over before anything was asked
+        outcome.drop_reason = "nothing_to_ask"
     return outcome
 
 
 async def link_example(
     chunk: Chunk, backend: Backend, tokenizer, config: LinkMethodConfig, seed: int
 ) -> ChunkOutcome:
-    """The link method: anchor, window, links, longest link >= min distance, question, evidence."""
+    """The link method: anchor, window of far units, links, the strongest link, question, evidence."""
     outcome = ChunkOutcome()
     n = len(chunk.sentences)
     if n < config.anchor_units + config.min_link_distance:
@@ -178,9 +241,13 @@ async def link_example(
 
     async def attempt(start: int) -> _Made:
         anchor = list(range(start, start + config.anchor_units))
-        window = link_window(start, config.anchor_units, config.window_units, n, rng)
+        window = link_window(start, config.anchor_units, config.window_units, n, rng, config.min_link_distance)
+        if not window:  # an anchor in the middle of a short chunk: nothing is far enough
+            raise _Skipped
         try:
             found = await backend.find_links(LinkRequest(chunk.chunk_id, chunk.sentences, anchor, window))
+        except NothingToAsk:
+            raise _Skipped from None
         except Refusal as refusal:  # no links found, or none that could be read: no usable link
             outcome.anchors_without_link += 1
             raise _Attempt(f"links_{refusal.reason}") from None
@@ -191,19 +258,23 @@ async def link_example(
             if (record.src, record.dst) not in seen:
                 seen.add((record.src, record.dst))
                 outcome.links.append(record)
-        usable = [c for c in found if gap_to(anchor, c.target) >= config.min_link_distance]
-        if not usable:
+        if not found:
             outcome.anchors_without_link += 1
-            raise _Attempt("no_usable_link" if not found else "links_too_short")
-        # The paper keeps the longest-range link; ties go to the stronger, then the earlier.
-        best = max(usable, key=lambda c: (gap_to(anchor, c.target), c.score, -c.target))
+            raise _Attempt("no_usable_link")
+        # The strongest link, then the better supported, then the longer (the paper keeps the
+        # longest, which among links of a window is most often the least related one).
+        best = max(found, key=lambda c: (c.score, c.support, gap_to(anchor, c.target), -c.target))
         link_side = around([best.target], config.link_context, n)
-        sides = [around(anchor, config.anchor_context, n), link_side]
-        draft, evidence = await _question_and_evidence(backend, chunk, "link", [anchor, link_side], sides, link=best)
+        candidates = sorted(set(around(anchor, config.anchor_context, n)) | set(link_side))
+        far_end = [u for u in link_side if gap_to(anchor, u) >= config.min_link_distance]
+        draft, evidence = await _question_and_evidence(
+            backend, chunk, "link", [anchor, link_side], candidates, [anchor, far_end], config.max_evidence_share,
+            link=best,
+        )
         return _Made(draft, evidence, {"anchor": anchor, "link_target": best.target,
                                        "link_distance": gap_to(anchor, best.target)})
 
-    return await _first_that_works(outcome, chunk, backend, tokenizer, "link", starts[: config.anchor_attempts], attempt)
+    return await _first_that_works(outcome, chunk, backend, tokenizer, "link", starts, attempt, config.anchor_attempts)
 
 
 async def chunk_example(
@@ -221,11 +292,13 @@ async def chunk_example(
 
     async def attempt(start: int) -> _Made:
         passage = list(range(start, start + config.passage_units))
-        sides = [around(passage, config.passage_context, n)]
-        draft, evidence = await _question_and_evidence(backend, chunk, "chunk", [passage], sides)
+        candidates = around(passage, config.passage_context, n)
+        draft, evidence = await _question_and_evidence(
+            backend, chunk, "chunk", [passage], candidates, [passage], config.max_evidence_share,
+        )
         return _Made(draft, evidence, {"anchor": passage})
 
-    return await _first_that_works(outcome, chunk, backend, tokenizer, "chunk", starts[: config.attempts], attempt)
+    return await _first_that_works(outcome, chunk, backend, tokenizer, "chunk", starts, attempt, config.attempts)
 
 
 async def pair_example(
@@ -249,12 +322,14 @@ async def pair_example(
         first_start, second_start = pair
         first = list(range(first_start, first_start + size))
         second = list(range(second_start, second_start + size))
-        sides = [around(first, config.passage_context, n), around(second, config.passage_context, n)]
-        draft, evidence = await _question_and_evidence(backend, chunk, "pair", [first, second], sides)
+        candidates = sorted(set(around(first, config.passage_context, n)) | set(around(second, config.passage_context, n)))
+        draft, evidence = await _question_and_evidence(
+            backend, chunk, "pair", [first, second], candidates, [first, second], config.max_evidence_share,
+        )
         return _Made(draft, evidence, {"anchor": first, "link_target": None,
                                        "link_distance": gap_to(first, second_start)})
 
-    return await _first_that_works(outcome, chunk, backend, tokenizer, "pair", pairs(), attempt)
+    return await _first_that_works(outcome, chunk, backend, tokenizer, "pair", pairs(), attempt, config.attempts)
 
 
 # A method is one function and one entry here.

@@ -366,11 +366,12 @@ class OfflineBackend(Backend):
         if not shared:
             raise Refusal("no_question_term", "the link shares only verb-like words")
         # Context terms, one per side, make the question need both; only names, phrases and nouns.
+        # Each is absent from the whole other passage, not only from the unit at its end.
         a_only = self._side_term(
-            index, sides[0], exclude=set(shared) | self._terms_of(index, sides[1]), max_rank=_CONTEXT_RANK
+            index, sides[0], exclude=set(shared) | self._terms_of(index, second), max_rank=_CONTEXT_RANK
         )
         b_only = self._side_term(
-            index, sides[1], exclude=set(shared) | self._terms_of(index, sides[0]) | {a_only or ""},
+            index, sides[1], exclude=set(shared) | self._terms_of(index, first) | {a_only or ""},
             max_rank=_CONTEXT_RANK,
         )
         lead = shared[0]

@@ -42,6 +42,9 @@ def manifest_fields(config: GenerateConfig, shard_inputs, shard_notes, shard_sta
             "documents_without_links": counts.get("documents_without_links", 0),
             "anchors_tried": anchors,
             "anchors_without_usable_link": counts.get("anchors_without_link", 0),
+            # Passed over before anything was asked: no unit far enough, or none sharing a rare
+            # term with the anchor (the LLM back end's shortlist was empty).
+            "anchors_skipped": counts.get("anchors_skipped", 0),
             "share_of_anchors_without_usable_link": (
                 round(counts.get("anchors_without_link", 0) / anchors, 4) if anchors else 0.0
             ),
@@ -89,6 +92,9 @@ def manifest_fields(config: GenerateConfig, shard_inputs, shard_notes, shard_sta
             "examples": examples,
         },
         "drop_reasons": _sum_counters([s["drop_reasons"] for s in shard_stats]),
+        # Every failed attempt (anchor, passage or pair) by its reason; a chunk's drop reason above
+        # is only the reason of its last attempt.
+        "attempt_reasons": _sum_counters([s.get("attempt_reasons") or {} for s in shard_stats]),
         "diagnostics": diagnostics,
         "labels": labels,
         "sources": _sum_counters([s["sources"] for s in shard_stats]),
@@ -130,9 +136,10 @@ def why_empty(fields: dict) -> str:
 # -- the dataset card -----------------------------------------------------------------------------
 _METHODS = {
     "link": (
-        "link-based (the paper's method): a random anchor of consecutive units, links from it to units "
-        "of a window around it, the longest-range link kept when it is far enough away, a question that "
-        "needs both ends of the link, and evidence picked next to both ends (kept only when it covers both)"
+        "link-based (the paper's method): a random anchor of consecutive units, links from it to the units "
+        "of a window around it that are far enough away, the strongest link kept, a question that needs "
+        "both ends of the link, and evidence picked next to both ends (kept only when it holds a unit of "
+        "the anchor and one of the far end, and is a choice among the candidates, not most of them)"
     ),
     "chunk": "chunk-based (ablation): a question about one random passage, with evidence from around it",
     "pair": "pair-based (ablation): a question needing two random passages far apart, with evidence from both",
@@ -192,6 +199,10 @@ def render_card(name: str, version: str, config: dict, fingerprints: dict, field
         "",
         *_table(fields.get("drop_reasons", {}), "reason", "count"),
         "",
+        "Every failed attempt (an anchor, passage or pair tried and given up on), by reason:",
+        "",
+        *_table(fields.get("attempt_reasons", {}), "reason", "attempts"),
+        "",
         "## Labels",
         "",
         f"- mean positives per example: {labels.get('mean_positives_per_example')}; "
@@ -215,7 +226,8 @@ def render_card(name: str, version: str, config: dict, fingerprints: dict, field
           if not graph.get("edges") and method == "link" else []),
         f"- {graph.get('edges', 0):,} edges over {graph.get('units', 0):,} units "
         f"({graph.get('edges_per_unit', 0)} edges per unit; {graph.get('linked_unit_share', 0)} of units linked)",
-        f"- anchors tried: {graph.get('anchors_tried', 0):,}; share without a usable link: "
+        f"- anchors tried: {graph.get('anchors_tried', 0):,} (and {graph.get('anchors_skipped', 0):,} passed "
+        "over before asking: nothing far enough or nothing shared); share without a usable link: "
         f"{graph.get('share_of_anchors_without_usable_link', 0)}; documents without any link: "
         f"{graph.get('documents_without_links', 0):,}",
         "",

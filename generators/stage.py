@@ -248,6 +248,7 @@ class _ShardResult:
     link_distances: Counter = field(default_factory=Counter)
     sources: Counter = field(default_factory=Counter)
     pending: Counter = field(default_factory=Counter)  # chunks waiting for the back end, by reason
+    attempt_reasons: Counter = field(default_factory=Counter)  # every failed attempt, by reason
 
     def add_document(self, document, chunks, outcomes: list[ChunkOutcome]) -> None:
         """Write one document's rows. Its chunks go out in windows of ``_WRITE_WINDOW``, so a very
@@ -291,6 +292,8 @@ class _ShardResult:
             links.extend(outcome.links)
             self.counts["anchors_tried"] += outcome.anchors_tried
             self.counts["anchors_without_link"] += outcome.anchors_without_link
+            self.counts["anchors_skipped"] += outcome.anchors_skipped
+            self.attempt_reasons.update(outcome.attempt_reasons)
             if outcome.example is None:
                 # Namespaced apart from the corpus stage's reasons (documents and chunks dropped).
                 self.drops.add(f"no_example:{outcome.drop_reason or 'unknown'}")
@@ -420,6 +423,7 @@ def generate_shard(plan: GenerationPlan, index: int, *, api_key: str | None = No
         "link_distances": {str(k): v for k, v in sorted(result.link_distances.items())},
         "sources": dict(sorted(result.sources.items())),
         "pending_chunks": dict(sorted(result.pending.items())),
+        "attempt_reasons": dict(sorted(result.attempt_reasons.items())),
         "llm": llm_stats,
     }
     staging.save_stats(_shard_key(index), stats)

@@ -99,9 +99,9 @@ def fake_llm(request: dict) -> str:
     """A deterministic stand-in for a cooperative model, answering this project's three prompts.
 
     links: the window sentences sharing the most long words with the anchor (far ones first on
-    ties); question: a question naming a word of each passage; evidence: the candidates sharing
-    a word with the question. A document saying "ignore previous instructions" is obeyed, as a
-    weak model would, and the answer is not JSON.
+    ties), each naming a shared word; question: a question naming a word found only in each
+    passage; evidence: the candidates sharing a word with the question. A document saying "ignore
+    previous instructions" is obeyed, as a weak model would, and the answer is not JSON.
     """
     text = _user_text(request)
     if re.search(r"ignore (all )?previous instructions", text, re.IGNORECASE):
@@ -115,26 +115,33 @@ def fake_llm(request: dict) -> str:
             ((len(anchor & _words(item["text"])), abs(item["id"] - len(window) // 2), item["id"]) for item in window),
             reverse=True,
         )
-        links = [
-            {"index": i, "reason": f"Both mention {sorted(anchor & _words(window[i]['text']))[0]}.", "strength": min(5, s)}
-            for s, _, i in scored[:3]
-            if s > 0
-        ]
+        links = []
+        for s, _, i in scored[:3]:
+            if s > 0:
+                words = _words(window[i]["text"])
+                shared = sorted(anchor & words, key=lambda w: (-len(w), w))[0]
+                own = sorted(words - anchor, key=lambda w: (-len(w), w))[:1] or ["detail"]
+                links.append({"index": i, "shared": shared, "strength": min(5, s),
+                              "reason": f"What is said of {shared} returns with {own[0]} (link {len(links) + 1})."})
         return json.dumps({"links": links})
     if stage == "question":
-        passages = [_texts(sections[k]) for k in ("PASSAGE", "PASSAGE_A", "PASSAGE_B") if k in sections]
+        passages = [_words(" ".join(_texts(sections[k]))) for k in ("PASSAGE", "PASSAGE_A", "PASSAGE_B") if k in sections]
         names = []
         for passage in passages:
-            words = sorted(_words(" ".join(passage)), key=lambda w: (-len(w), w))
+            others = set().union(*(p for p in passages if p is not passage))
+            words = sorted(passage - others or passage, key=lambda w: (-len(w), w))
             names.append(words[0] if words else "something")
         if len(names) == 1:
             return json.dumps({"question": f"What is said about {names[0]} and its role?"})
-        return json.dumps({"question": f"How is {names[0]} related to {names[1]} where both come up?"})
+        return json.dumps({"fact_a": f"about {names[0]}", "fact_b": f"about {names[1]}",
+                           "question": f"How is {names[0]} related to {names[1]} where both come up?"})
     if stage == "evidence":
         question = _words(" ".join(_texts(sections.get("QUESTION", []))))
+        if "CANDIDATES_A" in sections:
+            return json.dumps({f"evidence_{side}": [c["id"] for c in sections[f"CANDIDATES_{side.upper()}"]
+                                                    if question & _words(c["text"])] for side in "ab"})
         candidates = sections.get("CANDIDATES", [])
-        chosen = [c["id"] for c in candidates if question & _words(c["text"])]
-        return json.dumps({"evidence": chosen or [c["id"] for c in candidates]})
+        return json.dumps({"evidence": [c["id"] for c in candidates if question & _words(c["text"])]})
     return json.dumps({"answer": "ok"})
 
 

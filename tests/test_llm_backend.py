@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from linkscan.generators.base import EvidenceRequest, LinkRequest, Pending, QuestionDraft, QuestionRequest, Refusal
+from linkscan.generators.base import (
+    EvidenceRequest, LinkRequest, NothingToAsk, Pending, QuestionDraft, QuestionRequest, Refusal,
+)
 from linkscan.generators.llm import prompts
 from linkscan.generators.llm.backend import LLMBackend, merge_llm_stats
 from linkscan.generators.llm.config import LLMConfig
@@ -30,8 +32,9 @@ def server():
         yield running
 
 
-def backend_for(server, tmp_path) -> LLMBackend:
-    config = LLMConfig(base_url=server.url, model="test-model", backoff_base_s=0.01, backoff_max_s=0.02, timeout_s=2, max_attempts=2)
+def backend_for(server, tmp_path, **settings) -> LLMBackend:
+    config = LLMConfig(base_url=server.url, model="test-model", backoff_base_s=0.01, backoff_max_s=0.02, timeout_s=2,
+                       max_attempts=2, **settings)
     return LLMBackend(config, api_key="sk-test", cache_path=tmp_path / "cache" / "llm.sqlite")
 
 
@@ -58,18 +61,48 @@ def link_request(chunk, window=None) -> LinkRequest:
 
 
 def test_links_map_window_ids_back_to_unit_indices(server, tmp_path, chunk):
-    server.inject(Reply(content=json.dumps({"links": [
-        {"index": 12, "reason": "Both describe the interrogation.", "strength": 4},
-        {"index": 0, "reason": "Same officer.", "strength": 2},
-    ]})))
     window = list(range(30, 50))
-    backend = backend_for(server, tmp_path)
+    # Unit 42 names Thompkins' Miranda rights, as the anchor does; unit 30 his right to silence.
+    server.inject(Reply(content=json.dumps({"links": [
+        {"index": 12, "shared": "Miranda", "reason": "The invocation rule and the waiver it led to.", "strength": 4},
+        {"index": 0, "shared": "right", "reason": "The right he did not invoke, then waived.", "strength": 2},
+    ]})))
+    backend = backend_for(server, tmp_path, link_candidates=0)  # the whole window, as the paper
     links = run(backend, backend.find_links(link_request(chunk, window)))
     shown = data_sections(server.received[0])["WINDOW"]
     assert [item["text"] for item in shown] == [chunk.sentences[u] for u in window]
-    assert [(link.target, link.reason, link.score) for link in links] == [
-        (42, "Both describe the interrogation.", 4.0), (30, "Same officer.", 2.0)
+    assert [(link.target, link.reason, link.score, link.terms) for link in links] == [
+        (42, "The invocation rule and the waiver it led to.", 4.0, ("Miranda",)),
+        (30, "The right he did not invoke, then waived.", 2.0, ("right",)),
     ]
+
+
+def test_the_links_prompt_shows_the_units_sharing_the_most_rare_terms_with_the_anchor(server, tmp_path, chunk):
+    from linkscan.generators.offline import OfflineBackend
+
+    server.inject(Reply(content=json.dumps({"links": []})))
+    backend = backend_for(server, tmp_path, link_candidates=4)
+    request = link_request(chunk)
+    refusal = refusal_of(backend, backend.find_links(request))
+    assert refusal.reason == "llm_no_links"
+    shown = [item["text"] for item in data_sections(server.received[0])["WINDOW"]]
+    terms = OfflineBackend()
+    index = terms.index(chunk.chunk_id, chunk.sentences)
+    weight = {u: max(terms.link_score(index, a, u)[0] for a in request.anchor) for u in request.window}
+    leads = [u for u in weight if weight[u] >= terms.config.min_link_score]  # one common word is no lead
+    best = sorted(sorted(leads, key=lambda u: (-weight[u], u))[:4])
+    assert 0 < len(shown) <= 4 and len(leads) < len(weight)
+    assert shown == [chunk.sentences[u] for u in best]  # the strongest leads, in document order
+
+
+def test_an_anchor_sharing_no_rare_term_with_the_window_is_not_asked_about(server, tmp_path, chunk):
+    backend = backend_for(server, tmp_path)
+    units = list(chunk.sentences)
+    units[40] = "Zebras graze quietly on distant yellow plains near Kilimanjaro every single afternoon."
+    lonely = dataclasses.replace(chunk, sentences=units)
+    with pytest.raises(NothingToAsk):
+        run(backend, backend.find_links(LinkRequest(lonely.chunk_id, lonely.sentences, [40], [1, 2, 3, 4])))
+    assert server.received == []
 
 
 def test_document_text_stays_inside_the_data_block_as_json_strings(chunk):
@@ -87,7 +120,7 @@ def test_a_document_with_prompt_injection_is_refused_and_counted(server, tmp_pat
     units = list(chunk.sentences)
     units[35] = INJECTION
     injected = dataclasses.replace(chunk, sentences=units)
-    backend = backend_for(server, tmp_path)
+    backend = backend_for(server, tmp_path, link_candidates=0)
     refusal = refusal_of(backend, backend.find_links(link_request(injected)))
     assert refusal.reason == "llm_not_json"
     assert backend.stats()["rejected_answers"] == {"links:not_json": 1}
@@ -101,13 +134,15 @@ def test_out_of_range_link_ids_are_refused(server, tmp_path, chunk):
 
 
 def test_partial_json_keeps_the_complete_links(server, tmp_path, chunk):
-    server.inject(Reply(content='{"links": [{"index": 3, "reason": "Same detective.", "strength": 4}, {"index": 7, "rea',
-                        finish_reason="length"))
-    backend = backend_for(server, tmp_path)
     window = list(range(30, 50))
+    # Units 23 and 33 both cite "supra".
+    server.inject(Reply(content='{"links": [{"index": 3, "shared": "supra", "reason": "Two citations of Davis and Burbine rulings.", "strength": 4}, '
+                                '{"index": 7, "rea', finish_reason="length"))
+    backend = backend_for(server, tmp_path, link_candidates=0)
     links = run(backend, backend.find_links(link_request(chunk, window)))
-    assert [(link.target, link.reason) for link in links] == [(33, "Same detective.")]
+    assert [(link.target, link.reason) for link in links] == [(33, "Two citations of Davis and Burbine rulings.")]
     assert backend.stats()["rejected_items"] == {"link_without_reason": 1}
+    assert backend.stats()["truncated_answers"] == {"links": 1}
 
 
 def test_malformed_question_answer_is_refused(server, tmp_path, chunk):
@@ -130,6 +165,42 @@ def test_evidence_ids_map_back_to_candidates(server, tmp_path, chunk):
     request = EvidenceRequest(chunk.chunk_id, chunk.sentences, QuestionDraft("Who questioned Thompkins for three hours?"),
                               candidates=[4, 5, 6, 40, 41])
     assert run(backend, backend.pick_evidence(request)) == [4, 40]
+
+
+def test_evidence_for_two_sides_is_asked_from_two_lists_with_the_facts(server, tmp_path, chunk):
+    server.inject(Reply(content='{"evidence_a": [1], "evidence_b": [3]}'))
+    backend = backend_for(server, tmp_path)
+    question = QuestionDraft("When was Thompkins questioned, and by whom?", ("questioned for three hours", "by Helgert"))
+    request = EvidenceRequest(chunk.chunk_id, chunk.sentences, question, candidates=[4, 5, 6, 40, 41],
+                              sides=[[5], [40, 41]], max_picks=4)
+    assert run(backend, backend.pick_evidence(request)) == [5, 40]
+    sent = server.received[0]
+    sections = data_sections(sent)
+    assert [item["text"] for item in sections["CANDIDATES_A"]] == [chunk.sentences[u] for u in (4, 5, 6)]
+    assert [item["id"] for item in sections["CANDIDATES_B"]] == [3, 4]
+    assert sections["FACTS"] == ["questioned for three hours", "by Helgert"]
+    lists = sent["response_format"]["json_schema"]["schema"]["properties"]
+    assert {key: value["maxItems"] for key, value in lists.items()} == {"evidence_a": 2, "evidence_b": 2}
+
+
+def test_a_draft_question_failing_the_methods_check_is_sent_back_once_with_the_advice(server, tmp_path, chunk):
+    server.inject(Reply(content='{"question": "What did Helgert ask Thompkins about God?"}'))
+    server.inject(Reply(content='{"question": "Why did Helgert ask Thompkins about God after three hours?"}'))
+    backend = backend_for(server, tmp_path)
+    critiques = []
+
+    def critique(question):
+        critiques.append(question)
+        return "Name the three hours of silence too." if len(critiques) == 1 else None
+
+    request = QuestionRequest(chunk.chunk_id, chunk.sentences, [[1, 2, 3]], "chunk", critique=critique)
+    draft = run(backend, backend.write_question(request))
+    assert draft.question == "Why did Helgert ask Thompkins about God after three hours?"
+    revision = server.received[1]["messages"]
+    assert revision[:2] == server.received[0]["messages"]
+    assert revision[2] == {"role": "assistant", "content": '{"question": "What did Helgert ask Thompkins about God?"}'}
+    assert revision[3]["content"].startswith("Name the three hours of silence too.")
+    assert backend.stats()["question_revisions"] == 1
 
 
 def test_a_request_given_up_on_for_a_transient_reason_leaves_its_chunk_pending(server, tmp_path, chunk):

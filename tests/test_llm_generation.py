@@ -58,7 +58,8 @@ def make_config(corpus, server, tokenizer_path, name: str) -> GenerateConfig:
         corpus_config=CorpusConfig(tokenizer=str(tokenizer_path), chunk_tokens=1500),
         llm=LLMConfig(
             base_url=server.url, model="test-model", api_key_env="LINKSCAN_TEST_LLM_KEY",
-            concurrency=8, timeout_s=1.0, max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05,
+            # The whole window in every links prompt, so the injected sentence reaches the model.
+            link_candidates=0, concurrency=8, timeout_s=1.0, max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05,
         ),
     )
 
@@ -153,15 +154,24 @@ def test_unusable_answers_are_counted_by_reason_in_the_manifest(runs):
     assert rejected["question:not_self_contained"] == 1
     assert rejected["evidence:index_out_of_range"] == 1
     assert rejected["question:follows_injection"] == 1
-    assert manifest["llm"]["rejected_items"] == {"link_without_index": 1}  # the cut-off second link
-    assert manifest["drop_reasons"].get("no_example:links_llm_not_json", 0) >= 1  # the injected document's chunk
+    items = manifest["llm"]["rejected_items"]
+    # The cut-off answer: its first link names no shared thing, its second has no index left.
+    assert (items["link_without_shared"], items["link_without_index"]) == (1, 1)
+    assert manifest["attempt_reasons"]["links_llm_not_json"] >= 2  # the prose answer, the injected document
 
 
-def test_the_injected_document_gives_no_example(runs):
-    chunks = open_dataset(runs["first"].path).read_table("chunks").to_pylist()
-    injected = {c["chunk_id"] for c in chunks if any("ignore previous instructions" in s for s in c["sentences"])}
+def test_the_injected_sentence_reaches_no_example(runs):
+    """Every prompt that showed the injected sentence got an answer that was refused; an anchor too
+    near it to link to it (its prompts never show it) may still give an example of that chunk."""
+    dataset = open_dataset(runs["first"].path)
+    chunks = {c["chunk_id"]: c for c in dataset.read_table("chunks").to_pylist()}
+    injected = {cid: [i for i, s in enumerate(c["sentences"]) if "ignore previous instructions" in s]
+                for cid, c in chunks.items() if any("ignore previous instructions" in s for s in c["sentences"])}
     assert injected
-    assert not injected & {e["chunk_id"] for e in examples_of(runs["first"])}
+    for example in dataset.read_table("examples").to_pylist():
+        assert "HACKED" not in example["question"]
+        if example["chunk_id"] in injected:
+            assert not set(injected[example["chunk_id"]]) & set(example["positives"])
 
 
 def test_nothing_is_written_twice(runs):

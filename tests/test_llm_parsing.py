@@ -46,37 +46,123 @@ def test_unreadable_answers_are_rejected(text, reason):
     assert raised.value.reason == reason
 
 
+ANCHOR = [
+    "Ada Lark opened the Grendal mill on the river Tarn in 1887.",
+    "She hired forty weavers from Coldharbour that spring.",
+]
+WINDOW = [f"Filler sentence {i} about the weather and the harvest." for i in range(10)]
+WINDOW[2] = "The Grendal mill burned down in the winter of 1921, and the weavers left the valley."
+WINDOW[7] = "By 1890 the weavers of Coldharbour earned twice what the farms paid."
+WINDOW[8] = "The Grendal mill burned down in the winter of 1921 after a lamp fell."
+WINDOW[9] = "The Grendal mill was rebuilt in 1925 by Ada Lark's nephew."
+
+
+def links(items: list, window=WINDOW, counter: Counter | None = None, units=None):
+    return validate_links(ParsedAnswer({"links": items}, False), ANCHOR, window,
+                          counter if counter is not None else Counter(), units)
+
+
 def test_links_keep_valid_items_and_count_the_rest():
-    answer = ParsedAnswer({"links": [
-        {"index": 2, "reason": "Both name the Grendal mill.", "strength": 4},
-        {"index": 40, "reason": "out of the window", "strength": 5},
-        {"index": "7", "reason": "  Same   date. ", "strength": "3"},
-        {"index": 2, "reason": "again", "strength": 1},
-        {"reason": "no index"},
-        {"index": 5, "reason": ""},
-    ]}, truncated=False)
     counter = Counter()
-    links = validate_links(answer, window_size=10, item_rejections=counter)
-    assert [(link.index, link.reason, link.strength) for link in links] == [
-        (2, "Both name the Grendal mill.", 4.0), (7, "Same date.", 3.0)
+    kept = links([
+        {"index": 2, "shared": "Grendal mill", "reason": "The mill Ada Lark opened later burned down.", "strength": 4},
+        {"index": 40, "shared": "Grendal mill", "reason": "out of the window", "strength": 5},
+        {"index": "7", "shared": "Coldharbour", "reason": "  Weavers hired   there and their later pay. ", "strength": "3"},
+        {"index": 2, "shared": "Grendal mill", "reason": "again", "strength": 1},
+        {"shared": "mill", "reason": "no index"},
+        {"index": 5, "shared": "weather", "reason": ""},
+    ], counter=counter)
+    assert [(link.index, link.shared, link.reason, link.strength) for link in kept] == [
+        (2, "Grendal mill", "The mill Ada Lark opened later burned down.", 4.0),
+        (7, "Coldharbour", "Weavers hired there and their later pay.", 3.0),
     ]
     assert counter == {"index_out_of_range": 1, "duplicate_link": 1, "link_without_index": 1, "link_without_reason": 1}
 
 
+def test_a_link_whose_shared_thing_is_missing_from_one_end_is_rejected():
+    counter = Counter()
+    with pytest.raises(Rejection) as raised:
+        links([
+            {"index": 5, "shared": "the harvest", "reason": "Both concern the harvest of the valley.", "strength": 4},
+            {"index": 2, "shared": "", "reason": "Both concern the mill.", "strength": 4},
+        ], counter=counter)
+    assert raised.value.reason == "shared_not_in_both"  # "harvest" is not in the anchor
+    assert counter == {"shared_not_in_both": 1, "link_without_shared": 1}
+
+
+@pytest.mark.parametrize("reason", [
+    "The anchor mentions the mill and the candidate describes its fire.",
+    "The ANCHOR talks about a mill, and so does the WINDOW.",
+    "Both are about the mill, as stated in the candidates.",
+    "Sentence 2 continues the story of the mill.",
+])
+def test_a_reason_that_describes_the_prompt_is_rejected(reason):
+    with pytest.raises(Rejection) as raised:
+        links([{"index": 2, "shared": "Grendal mill", "reason": reason, "strength": 4}])
+    assert raised.value.reason == "reason_about_prompt"
+
+
+def test_a_reason_copied_from_a_unit_is_rejected_and_a_repeated_one_is_counted():
+    counter = Counter()
+    kept = links([
+        {"index": 8, "shared": "Grendal mill", "reason": "The Grendal mill burned down in the winter of 1921 after a lamp fell.",
+         "strength": 5},
+        {"index": 2, "shared": "Grendal mill", "reason": "The mill Ada Lark opened in 1887 burned in 1921.", "strength": 4},
+        {"index": 9, "shared": "Grendal mill", "reason": "The mill Ada Lark opened in 1887 burned in 1921.", "strength": 3},
+    ], counter=counter)
+    assert [link.index for link in kept] == [2]
+    assert counter == {"reason_copied": 1, "duplicate_reason": 1}
+
+
+def test_an_answer_listing_a_run_of_neighbouring_units_is_rejected_whole():
+    items = [{"index": i, "shared": "Grendal mill", "reason": f"Mill detail number {i}.", "strength": 4} for i in (7, 8, 9)]
+    with pytest.raises(Rejection) as raised:
+        links(items)
+    assert raised.value.reason == "consecutive_run"
+    # The same ids standing for units far apart (a shortlist shown in document order) are a choice.
+    kept = links(items, units=[3, 9, 15, 20, 26, 31, 40, 44, 51, 57], counter=Counter())
+    assert [link.index for link in kept] == [8, 9]  # 7's shared thing is not in it
+
+
+def test_an_id_pointing_at_the_wrong_unit_moves_to_the_one_unit_that_names_the_shared_thing():
+    counter = Counter()
+    kept = links([{"index": 3, "shared": "Coldharbour", "reason": "Weavers hired there, and what they earned later.",
+                   "strength": 4}], counter=counter)
+    assert [link.index for link in kept] == [7] and counter == {"index_corrected": 1}
+    with pytest.raises(Rejection) as raised:  # two units name the mill: which one was meant is unknown
+        links([{"index": 3, "shared": "Grendal mill", "reason": "The mill's opening and its fire.", "strength": 4}])
+    assert raised.value.reason == "shared_not_in_both"
+
+
+def test_a_reason_that_only_says_both_mention_the_thing_is_rejected():
+    with pytest.raises(Rejection) as raised:
+        links([{"index": 2, "shared": "Grendal mill", "reason": "The Grendal mill is mentioned in both sentences.",
+                "strength": 4}])
+    assert raised.value.reason == "reason_without_content"
+
+
 def test_links_all_out_of_range_are_rejected_under_that_reason():
     with pytest.raises(Rejection) as raised:
-        validate_links(ParsedAnswer({"links": [{"index": 99, "reason": "x"}]}, False), 10, Counter())
+        links([{"index": 99, "shared": "mill", "reason": "x"}])
     assert raised.value.reason == "index_out_of_range"
 
 
 def test_no_links_is_its_own_reason():
     with pytest.raises(Rejection) as raised:
-        validate_links(ParsedAnswer({"links": []}, False), 10, Counter())
+        links([])
     assert raised.value.reason == "no_links"
 
 
-def test_passage_as_a_word_of_the_document_is_not_the_prompt_heading():
-    question = "Which rite of passage did the Grendal apprentices undergo in 1901?"
+@pytest.mark.parametrize("question", [
+    "Which rite of passage did the Grendal apprentices undergo in 1901?",
+    "What does due process mean in the context of a Miranda waiver?",
+    "What does the text of the Fourth Amendment say about warrants issued in 1791?",
+    "What is the connection between Ada Lark and the Grendal mill fire?",
+    "Which vote decided the passage of the 1887 Factory Act?",
+    "Who dropped the anchor of the Nellie at Gravesend?",
+    "Why did Maria look through the window of Downes's cake-shop?",
+])
+def test_document_words_that_are_also_prompt_words_are_kept(question):
     assert validate_question(ParsedAnswer({"question": question}, False)) == question
 
 
@@ -100,6 +186,8 @@ def test_a_good_question_passes_with_whitespace_normalised():
         # copied by SmolLM2-135M from the chunk prompt's heading (benchmarks/bench_llm_local.py)
         "What is the purpose of the atomic group in PASSAGE? How does it prevent stack overflow errors?",
         "How does PASSAGE_B explain the flood of 1901?",
+        "How does the ANCHOR connect Ada Lark to the mill?",
+        "What is said in the context about the mill?",
     ],
 )
 def test_questions_that_point_at_the_prompt_are_not_self_contained(question):

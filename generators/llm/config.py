@@ -45,6 +45,16 @@ class LLMConfig(BaseModel):
     # OpenAI's reasoning models take "max_completion_tokens" instead of "max_tokens".
     token_limit_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     seed: int | None = 0
+    # The links prompt shows this many window units: those sharing the most rare terms with the
+    # anchor (the offline generator's weights), in document order; 0 shows the whole window, as the
+    # paper did. A shortlist is a few hundred prompt tokens instead of thousands, and a small model
+    # picks real links from it far more often; an anchor that shares no rare term with any far unit
+    # is passed over without a request.
+    link_candidates: int = Field(default=8, ge=0)
+    # A draft question that fails the method's checks (one-sided, a copied sentence) is sent back
+    # with what to change this many times before it counts as a failed attempt: one more short
+    # request instead of a new anchor's three.
+    question_revisions: int = Field(default=1, ge=0)
     # Ask for JSON through response_format: "json_schema" (strict structured output), "json_object",
     # or "none" (the prompt alone asks for JSON). A server that rejects one falls back to the next.
     structured_output: StructuredOutput = "json_schema"
@@ -82,7 +92,8 @@ class LLMConfig(BaseModel):
         """
         from linkscan.generators.llm.prompts import PROMPT_VERSION
 
-        fields = self.model_dump(mode="json", include={"model", "temperature", "max_tokens", "seed", "structured_output"})
+        fields = self.model_dump(mode="json", include={"model", "temperature", "max_tokens", "seed", "structured_output", "link_candidates",
+                                                         "question_revisions"})
         return {**fields, "prompt_version": PROMPT_VERSION}
 
 

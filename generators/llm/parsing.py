@@ -8,11 +8,14 @@ reason that the generator counts in the manifest.
 from __future__ import annotations
 
 import ast
-import functools
 import json
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Sequence
+
+from linkscan.generators.llm.screening import normalise_question, speaks_to_model
+from linkscan.generators.wording import content_stems, content_words, is_copy, mentions, stem
 
 
 class Rejection(Exception):
@@ -212,54 +215,137 @@ class ParsedLink:
     index: int  # local id in the window shown to the model
     reason: str
     strength: float
+    shared: str  # what both ends are about, as the model named it
 
 
-def validate_links(answer: ParsedAnswer, window_size: int, item_rejections: Counter) -> list[ParsedLink]:
-    """Links with ids inside the window; bad items are counted in ``item_rejections`` and skipped.
+# A reason that describes the prompt instead of the document ("The anchor mentions ...", "in the
+# candidates", "sentence 12"): the model explains what it was shown, not what connects the units.
+_REASON_ABOUT_PROMPT = re.compile(
+    r"\b(?:the|this|that|each|both|other)\s+(?:anchor|window|candidate|passage|chunk|excerpt)s?"
+    r"(?:\s+(?:sentence|passage|text)s?)?\s+(?:also\s+)?(?:mentions?|says?|states?|describes?|discusses?|talks?|"
+    r"provides?|refers?|asks?|explains?|notes?|gives?|is about|are about|contains?|focus(?:es)?)\b"
+    r"|\b(?:in|from|of|to) the (?:anchor|candidates?|window)\b"
+    r"|\b(?:ANCHOR|WINDOW|CANDIDATES?)\b"
+    r"|\b(?:sentence|passage|unit|index|id|candidate)\s*(?:#\s*)?\d+",
+    re.IGNORECASE,
+)
+# Words a reason uses to say that two sentences share something without saying what connects
+# them ("Godfrey is mentioned in both sentences"): a reason needs two content words besides these
+# and the shared thing.
+_SAYS_ONLY_SHARED = frozenset(
+    "sentence sentences both mention mentions mentioned passage passages text texts discuss discusses discussed "
+    "describe describes refer refers referred talk talks connect connects connected connection relate relates "
+    "related topic same word words appear appears appeared present concept term terms".split()
+)
+# Fewer items than this in a row of neighbouring units is a choice; this many or more, with
+# nothing else, is the model listing the window instead of choosing from it.
+_RUN_OF_NEIGHBOURS = 3
 
-    Raises Rejection when nothing usable is left (the reason of the most common bad item, or
-    ``no_links`` when the model found none).
+
+def validate_links(answer: ParsedAnswer, anchor: Sequence[str], window: Sequence[str], item_rejections: Counter,
+                   window_units: Sequence[int] | None = None) -> list[ParsedLink]:
+    """Links with ids inside the window that name what connects them; bad items are counted in
+    ``item_rejections`` and skipped.
+
+    An item is kept only when its ``shared`` thing occurs in the anchor and in the linked unit
+    (``wording.mentions``; an id pointing at a unit that does not name it is moved to the one other
+    unit shown that does, counted as ``index_corrected``), and its reason is the model's own words about the document: not a
+    description of the prompt, not a copy of a unit, not the reason of an earlier item. An answer
+    that lists only a run of neighbouring units (``window_units`` gives each id's unit index) is
+    rejected whole. Raises Rejection when nothing usable is left (the reason of the most common
+    bad item, or ``no_links`` when the model found none).
     """
     items = _field(answer.value, "links")
     if not isinstance(items, list):
         raise Rejection("wrong_schema", f"links is a {type(items).__name__}, not a list")
+    _check_not_a_run(items, len(window), window_units)
     links: dict[int, ParsedLink] = {}
+    reasons: set[str] = set()
     bad: Counter = Counter()
     for item in items:
         if isinstance(item, dict):
             index = _as_int(item.get("index", item.get("id")))
             reason = item.get("reason") or item.get("explanation") or ""
+            shared = item.get("shared") or ""
             strength = item.get("strength", 1)
         else:
-            index, reason, strength = _as_int(item), "", 1
-        if index is None:
-            bad["link_without_index"] += 1
-        elif not 0 <= index < window_size:
-            bad["index_out_of_range"] += 1
-        elif not isinstance(reason, str) or not reason.strip():
-            bad["link_without_reason"] += 1
-        elif index in links:
-            bad["duplicate_link"] += 1
-        else:
-            try:
-                score = float(strength)
-            except (TypeError, ValueError, OverflowError):
-                score = 1.0
-            if score != score or score in (float("inf"), float("-inf")):  # nan, inf
-                score = 1.0
-            links[index] = ParsedLink(index, " ".join(reason.split()), score)
+            index, reason, shared, strength = _as_int(item), "", "", 1
+        reason = " ".join(reason.split()) if isinstance(reason, str) else ""
+        shared = " ".join(shared.split()) if isinstance(shared, str) else ""
+        problem, index = _link_problem(index, shared, reason, anchor, window, links, reasons, bad)
+        if problem:
+            bad[problem] += 1
+            continue
+        reasons.add(reason.lower())
+        links[index] = ParsedLink(index, reason, _strength(strength), shared)
     item_rejections.update(bad)
     if not links:
-        raise Rejection(bad.most_common(1)[0][0] if bad else "no_links")
+        rejected = Counter({k: v for k, v in bad.items() if k != "index_corrected"})
+        raise Rejection(rejected.most_common(1)[0][0] if rejected else "no_links")
     return list(links.values())
+
+
+def _link_problem(index, shared, reason, anchor, window, links, reasons, counts) -> tuple[str | None, int]:
+    """What is wrong with one link item (None when nothing is), and the id it stands for (an id
+    pointing at a unit that does not name the shared thing moves to the one unit shown that does)."""
+    if index is None:
+        return "link_without_index", index
+    if not 0 <= index < len(window):
+        return "index_out_of_range", index
+    if not reason:
+        return "link_without_reason", index
+    if index in links:
+        return "duplicate_link", index
+    if not shared:
+        return "link_without_shared", index
+    if not mentions(" ".join(anchor), shared):
+        return "shared_not_in_both", index
+    if not mentions(window[index], shared):
+        meant = [j for j in range(len(window)) if j != index and j not in links and mentions(window[j], shared)]
+        if len(meant) != 1:
+            return "shared_not_in_both", index
+        index = meant[0]
+        counts["index_corrected"] += 1
+    if _REASON_ABOUT_PROMPT.search(reason):
+        return "reason_about_prompt", index
+    if len(content_stems(reason) - content_stems(shared) - {stem(w) for w in _SAYS_ONLY_SHARED}) < 2:
+        return "reason_without_content", index
+    if is_copy(reason, [*anchor, window[index]]):
+        return "reason_copied", index
+    if reason.lower() in reasons:
+        return "duplicate_reason", index
+    return None, index
+
+
+def _check_not_a_run(items: list, window_size: int, window_units: Sequence[int] | None) -> None:
+    """Reject an answer whose links, all of them, are one run of neighbouring units."""
+    ids = [_as_int(item.get("index", item.get("id")) if isinstance(item, dict) else item) for item in items]
+    if len(ids) < _RUN_OF_NEIGHBOURS or any(i is None or not 0 <= i < window_size for i in ids):
+        return
+    units = sorted({window_units[i] if window_units is not None else i for i in ids})
+    if len(units) == len(ids) and units[-1] - units[0] == len(units) - 1:
+        raise Rejection("consecutive_run", f"units {units[0]}..{units[-1]}")
+
+
+def _strength(value: object) -> float:
+    try:
+        score = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return 1.0
+    if score != score or score in (float("inf"), float("-inf")):  # nan, inf
+        return 1.0
+    return score
 
 
 # Phrases that only make sense next to the prompt: the question is not self-contained.
 _NOT_SELF_CONTAINED = re.compile(
     r"\b(?:the|this|that|these|those|above|following|given|provided|said)\s+"
     r"(?:chunks?|passages?|texts?|excerpts?|snippets?|paragraphs?|sections?|contexts?|sentences?|"
-    r"units?|documents?|anchors?|windows?|candidates?|connections?|stor(?:y|ies)|books?|articles?|"
+    r"units?|documents?|candidates?|connections?|stor(?:y|ies)|books?|articles?|"
     r"chapters?|essays?|reports?)\b"
+    # ... unless a specifier follows: "in the context of", "the text of the statute", "the
+    # connection between them", "the passage of the Act" name something in the document.
+    r"(?!\s+(?:of|between|from)\b)"
     r"|\b(?:sentence|passage|unit|index|id|candidate)\s*(?:#\s*)?\d+"
     r"|\bpassage[_ ]?[ab]\b"
     r"|\b(?:mentioned|described|stated|discussed|listed)\s+(?:above|earlier|below)\b"
@@ -267,62 +353,20 @@ _NOT_SELF_CONTAINED = re.compile(
     re.IGNORECASE,
 )
 # The prompt's own section headings, as the model copies them ("What is the purpose of the atomic
-# group in PASSAGE?"): case-sensitive, so a document's "rite of passage" is still a question.
-_PROMPT_HEADING = re.compile(r"\bPASSAGE(?:_?[AB])?\b")
-# A question that speaks to the model instead of asking about the text: it obeyed (or passes on)
-# an instruction planted in a document. Commands count only in the imperative (at the start of a
-# clause), so "Why did the judge ignore the rules of evidence?" is still a question.
-_IMPERATIVE = r"(?:^|[.;:!?,]\s*|\b(?:and|then|please|now|so)\s+)"
-_INSTRUCTIONS = re.compile(
-    _IMPERATIVE + r"(?:ignore|disregard|forget|override|overrule|bypass|skip|abandon)\b.{0,40}"
-    r"\b(?:instructions?|rules?|prompts?|directions?|guidelines?|guidance|constraints?|orders?|polic(?:y|ies)|"
-    r"everything|anything|all)\b"
-    + "|" + _IMPERATIVE + r"(?:reply|respond|answer|say|print|output|write|type|return)\b.{0,25}"
-    r"\b(?:only|just|nothing but|exactly)\b"
-    r"|\b(?:can|could|will|would) you (?:please )?(?:reply|respond|say|print|output|write)\b.{0,25}"
-    r"\b(?:only|just|nothing but|exactly)\b"
-    r"|\b(?:system|developer|hidden|original|initial) (?:prompt|message|instructions?)\b"
-    r"|\b(?:will|would|do|can) you (?:comply|obey)\b"
-    r"|\byou (?:are|will be|must be) now\b|\bfrom now on,? you\b|\bpretend (?:to be|you are)\b"
-    r"|\b(?:jailbreak|jailbroken|pwned|developer mode|dan mode)\b|\bhacked:"
-    r"|\bas an (?:ai|a\.i\.|language model|llm)\b",
-    re.IGNORECASE,
-)
-
-
-# Words that say nothing about a document: a question made only of these and stop words ("What is
-# the answer to this question?", "What is described here?") asks about nothing.
-_GENERIC_WORDS = frozenset(
-    "answer answers question questions information detail details thing things something anything "
-    "described describe mentioned mention mentions said says say stated example examples point points "
-    "main topic topics idea ideas part parts case fact facts way ways kind type reason reasons "
-    "happen happened happens important key specific given following above below here there".split()
-)
-_QUESTION_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+|\d+")
-
-
-@functools.lru_cache(maxsize=1)
-def _stop_words() -> frozenset[str]:
-    from spacy.lang.en.stop_words import STOP_WORDS
-
-    return frozenset(word.lower() for word in STOP_WORDS)
-
-
-def content_words(question: str) -> list[str]:
-    """The words of a question that name something: not stop words, not generic question words."""
-    stop = _stop_words()
-    return [w for w in (m.group(0).lower() for m in _QUESTION_WORD.finditer(question))
-            if w not in stop and w not in _GENERIC_WORDS and (len(w) > 2 or w.isdigit())]
-
-
+# group in PASSAGE?"): case-sensitive, so a document's "rite of passage", a ship's anchor and a
+# shop window are still questions.
+_PROMPT_HEADING = re.compile(r"\b(?:PASSAGE(?:_?[AB])?|ANCHOR|WINDOW|CANDIDATES?)\b")
 def validate_question(answer: ParsedAnswer, max_words: int = 60) -> str:
-    """One self-contained question; raises Rejection with the reason it is not."""
+    """One self-contained question, normalised (``screening.normalise_question``); raises Rejection
+    with the reason it is not one."""
     if answer.truncated:
         raise Rejection("truncated_json")
     question = _field(answer.value, "question")
     if not isinstance(question, str) or not question.strip():
         raise Rejection("no_question")
-    question = " ".join(question.split())
+    if "\ufffd" in question:  # the server sent bytes that are not UTF-8: the text is not what was written
+        raise Rejection("invalid_text", repr(question[:80]))
+    question = normalise_question(question)
     if not question.endswith("?"):
         raise Rejection("not_a_question", question[:80])
     words = len(question.split())
@@ -330,8 +374,9 @@ def validate_question(answer: ParsedAnswer, max_words: int = 60) -> str:
         raise Rejection("too_short", question)
     if words > max_words:
         raise Rejection("too_long", question[:80])
-    if _INSTRUCTIONS.search(question):
-        raise Rejection("follows_injection", question[:80])
+    screened = speaks_to_model(question)
+    if screened:
+        raise Rejection(screened, question[:80])
     if len(content_words(question)) < 2:  # "What is the answer to this question?"
         raise Rejection("no_content", question[:80])
     match = _NOT_SELF_CONTAINED.search(question) or _PROMPT_HEADING.search(question)
@@ -340,13 +385,19 @@ def validate_question(answer: ParsedAnswer, max_words: int = 60) -> str:
     return question
 
 
-def validate_evidence(answer: ParsedAnswer, n_candidates: int) -> list[int]:
-    """Candidate ids, in range, deduplicated and sorted; raises Rejection otherwise."""
+def validate_evidence(answer: ParsedAnswer, n_candidates: int, keys: Sequence[str] = ("evidence",)) -> list[int]:
+    """Candidate ids from the answer's lists (``keys``; a single ``evidence`` list or a bare list is
+    taken too), in range, deduplicated and sorted; raises Rejection otherwise."""
     if answer.truncated:
         raise Rejection("truncated_json")
-    items = _field(answer.value, "evidence")
-    if not isinstance(items, list):
-        raise Rejection("wrong_schema", f"evidence is a {type(items).__name__}, not a list")
+    value = answer.value
+    if isinstance(value, dict) and len(keys) > 1 and any(key in value for key in keys):
+        lists = [value.get(key, []) for key in keys]
+    else:
+        lists = [_field(value, "evidence")]
+    if not all(isinstance(items, list) for items in lists):
+        raise Rejection("wrong_schema", "evidence is not a list")
+    items = [item for group in lists for item in group]
     ids = set()
     for item in items:
         index = _as_int(item.get("index", item.get("id")) if isinstance(item, dict) else item)
