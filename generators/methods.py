@@ -117,8 +117,9 @@ def question_problem(question: str, units: Sequence[str], passages: Sequence[Seq
     something that only the first passage states and something that only the second states."""
     pasted = any(len(u.strip()) >= 20 and u.strip() in question for u in units)
     if pasted or any(restates(question, units[u]) for passage in passages for u in passage):
-        return "question_pastes_unit" if pasted else "question_restates_unit", ("The question repeats a sentence of the passages nearly word for word, so it gives its own "
-                        "answer away. Write a new question in your own words.")
+        advice = ("The question repeats a sentence of the passages nearly word for word, so it gives its own "
+                  "answer away. Write a new question in your own words.")
+        return ("question_pastes_unit" if pasted else "question_restates_unit"), advice
     if len(passages) == 2:
         sides = [[units[u] for u in passage] for passage in passages]
         missing = one_sided(question, *sides)
