@@ -34,7 +34,7 @@ from linkscan.generators.base import (
     NothingToAsk,
     Refusal,
 )
-from linkscan.generators.wording import one_sided, only_in, restates
+from linkscan.generators.wording import content_stems, one_sided, only_in, restates
 from linkscan.generators.config import LinkMethodConfig, Method, PassageMethodConfig
 from linkscan.pipeline.assemble import assemble_example
 from linkscan.schemas import Chunk, Example, Link
@@ -113,13 +113,19 @@ def _link_record(chunk: Chunk, anchor: Sequence[int], candidate: LinkCandidate, 
 
 def question_problem(question: str, units: Sequence[str], passages: Sequence[Sequence[int]]) -> tuple[str, str] | None:
     """Why a question asked over ``passages`` fails the method's checks, as (reason, what to
-    change), or None: it must not paste or restate a unit, and a two-passage question must name
-    something that only the first passage states and something that only the second states."""
+    change), or None: it must not paste or restate a unit, most of what it names must be in the
+    passages (not in the prompt's worked example, not made up), and a two-passage question must
+    name something that only the first passage states and something that only the second states."""
     pasted = any(len(u.strip()) >= 20 and u.strip() in question for u in units)
     if pasted or any(restates(question, units[u]) for passage in passages for u in passage):
         advice = ("The question repeats a sentence of the passages nearly word for word, so it gives its own "
                   "answer away. Write a new question in your own words.")
         return ("question_pastes_unit" if pasted else "question_restates_unit"), advice
+    shown = " ".join(units[u] for passage in passages for u in passage)
+    asked = content_stems(question)
+    if asked and len(asked & content_stems(shown)) < 0.5 * len(asked):
+        return "question_not_grounded", ("Most of what the question names is in neither passage. Write a new "
+                                         "question about what the passages say.")
     if len(passages) == 2:
         sides = [[units[u] for u in passage] for passage in passages]
         missing = one_sided(question, *sides)

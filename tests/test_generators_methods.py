@@ -171,6 +171,12 @@ def test_a_two_passage_question_that_names_nothing_of_one_passage_is_dropped(chu
     assert outcome.example is None and outcome.drop_reason == "question_one_sided"
 
 
+def test_a_question_about_things_in_neither_passage_is_dropped(chunks, tokenizer):
+    made_up = ScriptedBackend(targets=(20,), question="In which year did the mill that Ada Lark opened in 1887 burn down?")
+    outcome = run(link_example(chunks[0], made_up, tokenizer, LinkMethodConfig(anchor_attempts=1), seed=0))
+    assert outcome.example is None and outcome.drop_reason == "question_not_grounded"
+
+
 def test_every_failed_attempt_is_counted_under_its_own_reason(chunks, tokenizer):
     class FailsDifferently(ScriptedBackend):
         calls = 0

@@ -180,7 +180,7 @@ def test_evidence_for_two_sides_is_asked_from_two_lists_with_the_facts(server, t
     assert [item["id"] for item in sections["CANDIDATES_B"]] == [3, 4]
     assert sections["FACTS"] == ["questioned for three hours", "by Helgert"]
     lists = sent["response_format"]["json_schema"]["schema"]["properties"]
-    assert {key: value["maxItems"] for key, value in lists.items()} == {"evidence_a": 2, "evidence_b": 2}
+    assert {key: (value["minItems"], value["maxItems"]) for key, value in lists.items()} == {"evidence_a": (1, 2), "evidence_b": (1, 2)}
 
 
 def test_a_draft_question_failing_the_methods_check_is_sent_back_once_with_the_advice(server, tmp_path, chunk):

@@ -98,14 +98,13 @@ EVIDENCE = (
     "Return {\"evidence\": [<candidate ids>]}, or {\"evidence\": []} if no candidate helps."
 )
 EVIDENCE_TWO_PLACES = (
-    "QUESTION is asked about a document; CANDIDATES_A and CANDIDATES_B list sentences from two places "
-    "in that document, each with an id, in document order. From each list select only the sentences "
-    "that state a fact the answer needs, usually 1 to 3 and never most of them; leave out sentences "
+    "QUESTION is asked about a document and needs facts from two places in it: CANDIDATES_A and "
+    "CANDIDATES_B list the sentences of each place, each with an id, in document order. From "
+    "CANDIDATES_A pick the 1 to 3 sentences that state what the answer needs from the first place, "
+    "and from CANDIDATES_B the 1 to 3 that state what it needs from the second; leave out sentences "
     "that merely mention the same words.\n"
-    "Return {\"evidence_a\": [<ids from CANDIDATES_A>], \"evidence_b\": [<ids from CANDIDATES_B>]}; a "
-    "list is [] when none of its sentences helps."
+    "Return {\"evidence_a\": [<ids from CANDIDATES_A>], \"evidence_b\": [<ids from CANDIDATES_B>]}."
 )
-
 # FACTS (what the question writer copied from each passage) are shown beside a two-passage question.
 _FACTS_NOTE = " FACTS are what the question was written from."
 
@@ -186,9 +185,12 @@ EVIDENCE_KEYS = {1: ("evidence",), 2: ("evidence_a", "evidence_b")}
 
 
 def evidence_format(max_picks: int | None = None, groups: int = 1) -> dict:
-    """The evidence schema, one list per group of candidates; with ``max_picks`` (split between
-    the groups) a server that enforces schemas cannot pick more."""
+    """The evidence schema, one list per group of candidates (each of two groups gives at least one
+    id); with ``max_picks`` (split between the groups) a server that enforces schemas cannot pick
+    more. Whether the picks are right is still the method's check."""
     items: dict = {"type": "array", "items": {"type": "integer"}}
+    if groups > 1:  # a question over two places needs something from each
+        items["minItems"] = 1
     if max_picks is not None:
         items["maxItems"] = max(1, max_picks // groups)
     keys = EVIDENCE_KEYS[groups]
