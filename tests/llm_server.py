@@ -36,6 +36,7 @@ class Reply:
     delay_s: float = 0.0  # added to the server's latency
     drop: bool = False  # close the connection without answering
     finish_reason: str = "stop"
+    patch: tuple[str, bytes] | None = None  # this text of the completion's bytes replaced (by invalid UTF-8, say)
 
 
 @dataclass
@@ -208,7 +209,8 @@ class LLMTestServer:
                 "total_tokens": prompt_tokens + len(content) // 4 + 1,
             },
         }
-        return json.dumps(body).encode()
+        encoded = json.dumps(body).encode()
+        return encoded.replace(reply.patch[0].encode(), reply.patch[1]) if reply.patch else encoded
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

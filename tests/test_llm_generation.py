@@ -81,6 +81,9 @@ def inject_faults(server: LLMTestServer) -> None:
                   times=1, match=_stage_is("question"))
     server.inject(Reply(content='{"question": "What does the passage say about the officers?"}'), times=1,
                   match=_stage_is("question"))
+    # Bytes that are not UTF-8 inside the question: decoded with U+FFFD, which no shard may hold.
+    server.inject(Reply(content='{"question": "Which court heard the appeal of 18@@7 about the officers?"}',
+                        patch=("@@", b"\xff\xfe")), times=1, match=_stage_is("question"))
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +157,7 @@ def test_unusable_answers_are_counted_by_reason_in_the_manifest(runs):
     assert rejected["question:not_self_contained"] == 1
     assert rejected["evidence:index_out_of_range"] == 1
     assert rejected["question:follows_injection"] == 1
+    assert rejected["question:invalid_text"] == 1
     items = manifest["llm"]["rejected_items"]
     # The cut-off answer: its first link names no shared thing, its second has no index left.
     assert (items["link_without_shared"], items["link_without_index"]) == (1, 1)
@@ -169,7 +173,7 @@ def test_the_injected_sentence_reaches_no_example(runs):
                 for cid, c in chunks.items() if any("ignore previous instructions" in s for s in c["sentences"])}
     assert injected
     for example in dataset.read_table("examples").to_pylist():
-        assert "HACKED" not in example["question"]
+        assert "HACKED" not in example["question"] and "\ufffd" not in example["question"]
         if example["chunk_id"] in injected:
             assert not set(injected[example["chunk_id"]]) & set(example["positives"])
 
